@@ -1,0 +1,122 @@
+//! The edge view of a link: exactly the fields the proxy needs to answer a redirect, in a form that
+//! is both rkyv-archivable (inside the snapshot) and serde-serialisable (inside the change feed).
+
+use std::collections::HashMap;
+
+/// A `(key, url)` pair: a device or country target.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+)]
+pub struct Target {
+    /// `ios`, `android`, `mobile`, `tablet`, `desktop` for device targets; an upper-case ISO
+    /// 3166-1 alpha-2 code for geo targets.
+    pub key: String,
+    pub url: String,
+}
+
+/// A query parameter the proxy adds to the destination (`utm_source=…`).
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+)]
+pub struct Param {
+    pub name: String,
+    pub value: String,
+}
+
+/// Everything the proxy needs to decide what `GET /{slug}` answers.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkRecord {
+    pub id: String,
+    pub destination_url: String,
+    /// 301, 302, 307 or 308.
+    pub redirect_type: u16,
+    pub forward_query: bool,
+    pub active: bool,
+    pub archived: bool,
+    /// Unix milliseconds.
+    pub expires_at_ms: Option<i64>,
+    pub expired_url: Option<String>,
+    pub click_limit: Option<u64>,
+    /// A PHC-format password hash; never the password.
+    pub password_hash: Option<String>,
+    pub ios_url: Option<String>,
+    pub android_url: Option<String>,
+    pub device_targets: Vec<Target>,
+    pub geo_targets: Vec<Target>,
+    /// UTM parameters in the order they are appended.
+    pub utm: Vec<Param>,
+}
+
+impl LinkRecord {
+    /// A plain, active link: the common case and a convenient starting point in tests.
+    pub fn plain(id: impl Into<String>, destination_url: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            destination_url: destination_url.into(),
+            redirect_type: 302,
+            forward_query: true,
+            active: true,
+            archived: false,
+            expires_at_ms: None,
+            expired_url: None,
+            click_limit: None,
+            password_hash: None,
+            ios_url: None,
+            android_url: None,
+            device_targets: Vec::new(),
+            geo_targets: Vec::new(),
+            utm: Vec::new(),
+        }
+    }
+}
+
+/// A domain with its per-domain behaviour and its links, keyed by slug.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainRecord {
+    pub id: String,
+    /// Normalised host (lower-case ASCII, no port, no trailing dot).
+    pub host: String,
+    pub root_redirect: Option<String>,
+    pub not_found_redirect: Option<String>,
+    #[serde(skip)]
+    pub links: HashMap<String, LinkRecord>,
+}

@@ -1,0 +1,402 @@
+//! The snapshot file: every domain and link the proxies serve, as of one feed sequence.
+//!
+//! Layout: a fixed [`HEADER_LEN`]-byte little-endian header, then an rkyv-archived
+//! [`SnapshotBody`]. The body is read in place from a memory map: looking up `(host, slug)` is two
+//! hash-map probes in the archive, with no deserialisation.
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | magic `SLINGSNP` |
+//! | 8 | 4 | format version ([`FORMAT_VERSION`]) |
+//! | 12 | 4 | header length (64) |
+//! | 16 | 8 | feed sequence the snapshot includes |
+//! | 24 | 8 | link count |
+//! | 32 | 8 | body length in bytes |
+//! | 40 | 8 | xxh3-64 checksum of the body |
+//! | 48 | 8 | creation time, unix milliseconds |
+//! | 56 | 8 | reserved, zero |
+//!
+//! A file is accepted only if the header is sound, the file is exactly header + body long (so a
+//! truncated download is refused), the checksum matches, the archive passes rkyv's structural
+//! validation, and the link count agrees with the archive.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+
+use crate::link::{ArchivedDomainRecord, ArchivedLinkRecord, DomainRecord, LinkRecord};
+
+pub const MAGIC: [u8; 8] = *b"SLINGSNP";
+pub const FORMAT_VERSION: u32 = 1;
+/// A multiple of 16, so the body of a page-aligned mapping is aligned for rkyv.
+pub const HEADER_LEN: usize = 64;
+const FILE_PREFIX: &str = "snapshot-";
+const FILE_SUFFIX: &str = ".snap";
+
+/// The archived part of a snapshot.
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq, Default,
+)]
+pub struct SnapshotBody {
+    /// Host that unknown hosts fall back to.
+    pub default_host: String,
+    /// Normalised host → domain (with its links).
+    pub domains: HashMap<String, DomainRecord>,
+}
+
+impl SnapshotBody {
+    pub fn new(default_host: impl Into<String>) -> Self {
+        let default_host = default_host.into();
+        let mut body = Self {
+            default_host: default_host.clone(),
+            domains: HashMap::new(),
+        };
+        body.domains.insert(
+            default_host.clone(),
+            DomainRecord {
+                id: String::new(),
+                host: default_host,
+                ..Default::default()
+            },
+        );
+        body
+    }
+
+    /// Adds a link, creating a bare domain record for `host` if it has none yet.
+    pub fn insert_link(&mut self, host: &str, slug: impl Into<String>, link: LinkRecord) {
+        self.domains
+            .entry(host.to_owned())
+            .or_insert_with(|| DomainRecord {
+                host: host.to_owned(),
+                ..Default::default()
+            })
+            .links
+            .insert(slug.into(), link);
+    }
+
+    pub fn link_count(&self) -> u64 {
+        self.domains.values().map(|d| d.links.len() as u64).sum()
+    }
+}
+
+impl ArchivedSnapshotBody {
+    /// The domain stored under an already-normalised host.
+    pub fn domain(&self, host: &str) -> Option<&ArchivedDomainRecord> {
+        self.domains.get(host)
+    }
+
+    pub fn default_domain(&self) -> Option<&ArchivedDomainRecord> {
+        self.domains.get(self.default_host.as_str())
+    }
+
+    pub fn link_count(&self) -> u64 {
+        self.domains.values().map(|d| d.links.len() as u64).sum()
+    }
+}
+
+impl ArchivedDomainRecord {
+    pub fn link(&self, slug: &str) -> Option<&ArchivedLinkRecord> {
+        self.links.get(slug)
+    }
+}
+
+/// The decoded fixed header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub format_version: u32,
+    pub feed_seq: u64,
+    pub link_count: u64,
+    pub body_len: u64,
+    pub checksum: u64,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("file is shorter than the {HEADER_LEN}-byte header")]
+    TooShort,
+    #[error("bad magic: not a sling snapshot")]
+    BadMagic,
+    #[error("unsupported snapshot format version {0}")]
+    UnsupportedVersion(u32),
+    #[error("length mismatch: header says {expected} bytes, file has {actual}")]
+    Length { expected: u64, actual: u64 },
+    #[error("checksum mismatch: header {expected:016x}, body {actual:016x}")]
+    Checksum { expected: u64, actual: u64 },
+    #[error("archive failed structural validation: {0}")]
+    Structure(String),
+    #[error("header link count {header} disagrees with archive ({archive})")]
+    LinkCount { header: u64, archive: u64 },
+    #[error("snapshot i/o: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Serialises a snapshot: header followed by the archived body.
+pub fn encode(
+    body: &SnapshotBody,
+    feed_seq: u64,
+    created_at_ms: i64,
+) -> Result<Vec<u8>, SnapshotError> {
+    let archived = rkyv::to_bytes::<rancor::Error>(body)
+        .map_err(|e| SnapshotError::Structure(e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + archived.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    out.extend_from_slice(&feed_seq.to_le_bytes());
+    out.extend_from_slice(&body.link_count().to_le_bytes());
+    out.extend_from_slice(&(archived.len() as u64).to_le_bytes());
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&archived).to_le_bytes());
+    out.extend_from_slice(&created_at_ms.to_le_bytes());
+    out.extend_from_slice(&[0u8; 8]);
+    debug_assert_eq!(out.len(), HEADER_LEN);
+    out.extend_from_slice(&archived);
+    Ok(out)
+}
+
+/// Decodes the header alone (cheap; used to pick the newest file before verifying it).
+pub fn parse_header(bytes: &[u8]) -> Result<Header, SnapshotError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(SnapshotError::TooShort);
+    }
+    if bytes[..8] != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let format_version = u32_at(bytes, 8);
+    if format_version != FORMAT_VERSION || u32_at(bytes, 12) as usize != HEADER_LEN {
+        return Err(SnapshotError::UnsupportedVersion(format_version));
+    }
+    Ok(Header {
+        format_version,
+        feed_seq: u64_at(bytes, 16),
+        link_count: u64_at(bytes, 24),
+        body_len: u64_at(bytes, 32),
+        checksum: u64_at(bytes, 40),
+        created_at_ms: u64_at(bytes, 48) as i64,
+    })
+}
+
+/// Fully verifies a snapshot file's bytes: header, exact length, checksum, archive structure and
+/// link count. On success the body may be read with [`access_unchecked`](rkyv::access_unchecked)
+/// for as long as the bytes do not change.
+pub fn verify(bytes: &[u8]) -> Result<Header, SnapshotError> {
+    let header = parse_header(bytes)?;
+    let actual = bytes.len() as u64;
+    let expected = HEADER_LEN as u64 + header.body_len;
+    if actual != expected {
+        return Err(SnapshotError::Length { expected, actual });
+    }
+    let body = &bytes[HEADER_LEN..];
+    let sum = xxhash_rust::xxh3::xxh3_64(body);
+    if sum != header.checksum {
+        return Err(SnapshotError::Checksum {
+            expected: header.checksum,
+            actual: sum,
+        });
+    }
+    let count = if (body.as_ptr() as usize) % 16 == 0 {
+        access_body(body)?.link_count()
+    } else {
+        // Only in-memory buffers land here; mapped files are page-aligned.
+        let mut aligned = AlignedVec::<16>::with_capacity(body.len());
+        aligned.extend_from_slice(body);
+        access_body(&aligned)?.link_count()
+    };
+    if count != header.link_count {
+        return Err(SnapshotError::LinkCount {
+            header: header.link_count,
+            archive: count,
+        });
+    }
+    Ok(header)
+}
+
+/// Validating access to an archived body (aligned to 16 bytes).
+pub fn access_body(body: &[u8]) -> Result<&ArchivedSnapshotBody, SnapshotError> {
+    rkyv::access::<ArchivedSnapshotBody, rancor::Error>(body)
+        .map_err(|e| SnapshotError::Structure(e.to_string()))
+}
+
+/// Decodes a whole snapshot into owned values (tests and tools; the proxy reads in place).
+pub fn decode(bytes: &[u8]) -> Result<(Header, SnapshotBody), SnapshotError> {
+    let header = verify(bytes)?;
+    let mut aligned = AlignedVec::<16>::with_capacity(bytes.len() - HEADER_LEN);
+    aligned.extend_from_slice(&bytes[HEADER_LEN..]);
+    let body = rkyv::from_bytes::<SnapshotBody, rancor::Error>(&aligned)
+        .map_err(|e| SnapshotError::Structure(e.to_string()))?;
+    Ok((header, body))
+}
+
+/// File name of the snapshot for a feed sequence; names sort in sequence order.
+pub fn file_name(feed_seq: u64) -> String {
+    format!("{FILE_PREFIX}{feed_seq:020}{FILE_SUFFIX}")
+}
+
+/// Snapshot files in `dir`, newest (highest sequence) first. Unverified: callers verify.
+pub fn list_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(seq) = name
+            .strip_prefix(FILE_PREFIX)
+            .and_then(|s| s.strip_suffix(FILE_SUFFIX))
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        out.push((seq, entry.path()));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(out)
+}
+
+/// Writes `bytes` as the snapshot for `feed_seq` in `dir` atomically: a temp file in the same
+/// directory, fsync, rename, fsync of the directory. Readers never see a partial file under the
+/// final name, and a file is never modified once it has that name (the proxy maps it).
+pub fn write_atomic(dir: &Path, feed_seq: u64, bytes: &[u8]) -> io::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let final_path = dir.join(file_name(feed_seq));
+    let tmp_path = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name(feed_seq),
+        std::process::id()
+    ));
+    {
+        let mut f = File::create(&tmp_path)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp_path, &final_path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(final_path)
+}
+
+/// Deletes all but the `keep` newest snapshot files (and stale temp files) in `dir`.
+pub fn prune(dir: &Path, keep: usize) -> io::Result<()> {
+    for (_, path) in list_files(dir)?.into_iter().skip(keep) {
+        fs::remove_file(path)?;
+    }
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SnapshotBody {
+        let mut body = SnapshotBody::new("localhost");
+        body.insert_link(
+            "localhost",
+            "abc",
+            LinkRecord::plain("lnk_1", "https://example.com/a"),
+        );
+        body.insert_link(
+            "go.example.com",
+            "xyz",
+            LinkRecord::plain("lnk_2", "https://example.com/b"),
+        );
+        body
+    }
+
+    #[test]
+    fn round_trip_and_lookup() {
+        let bytes = encode(&sample(), 42, 1_700_000_000_000).unwrap();
+        let header = verify(&bytes).unwrap();
+        assert_eq!((header.feed_seq, header.link_count), (42, 2));
+        let (_, decoded) = decode(&bytes).unwrap();
+        assert_eq!(decoded, sample());
+
+        let mut aligned = AlignedVec::<16>::new();
+        aligned.extend_from_slice(&bytes[HEADER_LEN..]);
+        let view = access_body(&aligned).unwrap();
+        let link = view
+            .domain("localhost")
+            .and_then(|d| d.link("abc"))
+            .unwrap();
+        assert_eq!(link.destination_url.as_str(), "https://example.com/a");
+        assert!(view.domain("localhost").unwrap().link("nope").is_none());
+        assert_eq!(view.default_domain().unwrap().host.as_str(), "localhost");
+    }
+
+    #[test]
+    fn refuses_damage() {
+        let bytes = encode(&sample(), 1, 0).unwrap();
+        assert!(matches!(verify(&bytes[..10]), Err(SnapshotError::TooShort)));
+        assert!(matches!(
+            verify(&bytes[..bytes.len() - 1]),
+            Err(SnapshotError::Length { .. })
+        ));
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0xff;
+        assert!(matches!(
+            verify(&flipped),
+            Err(SnapshotError::Checksum { .. })
+        ));
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        assert!(matches!(verify(&magic), Err(SnapshotError::BadMagic)));
+        let mut version = bytes.clone();
+        version[8] = 9;
+        assert!(matches!(
+            verify(&version),
+            Err(SnapshotError::UnsupportedVersion(9))
+        ));
+        // A body that checksums correctly but is not a valid archive.
+        let mut garbage = bytes[..HEADER_LEN].to_vec();
+        let junk = vec![0xAB; 64];
+        garbage[32..40].copy_from_slice(&(junk.len() as u64).to_le_bytes());
+        garbage[40..48].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&junk).to_le_bytes());
+        garbage.extend_from_slice(&junk);
+        assert!(matches!(verify(&garbage), Err(SnapshotError::Structure(_))));
+    }
+
+    #[test]
+    fn files_are_written_atomically_and_listed_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for seq in [3, 10, 7] {
+            write_atomic(dir.path(), seq, &encode(&sample(), seq, 0).unwrap()).unwrap();
+        }
+        let seqs: Vec<u64> = list_files(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(seqs, vec![10, 7, 3]);
+        prune(dir.path(), 2).unwrap();
+        let seqs: Vec<u64> = list_files(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(seqs, vec![10, 7]);
+    }
+}

@@ -1,1 +1,352 @@
-//! placeholder
+//! `sling-proxy`: the data plane of sling. It answers `GET /{slug}` on any of sling's domains with a
+//! redirect, from a memory-mapped snapshot of every link ([`snapshot`]) plus an overlay of changes
+//! since ([`overlay`]), both kept current by a background follower of the control plane's change
+//! feed. It never touches a database and keeps serving its last good snapshot when the control
+//! plane is down.
+//!
+//! A request goes listener → [`router::route`] (pure: host, path, query, method and a [`router::View`]
+//! in, [`router::Decision`] out) → [`respond::respond`] (decision → response). A second, admin
+//! listener serves `/healthz`, `/readyz` and `/metrics`.
+//!
+//! The binary is a thin wrapper around [`run`]; the control plane's `sling up` and the tests call
+//! [`run`] or [`run_with_listeners`] directly (tests bind port 0 and read the `listening …` lines).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+
+pub mod config;
+mod feed;
+pub mod metrics;
+pub mod overlay;
+pub mod respond;
+pub mod router;
+pub mod snapshot;
+
+pub use config::{Args, Config, ControlPlane, LogFormat, init_tracing};
+
+use metrics::Metrics;
+use overlay::Overlay;
+use respond::Body;
+use snapshot::{LoadedSnapshot, SnapshotStore};
+
+/// How long a client may take to send request headers (slow-loris protection).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The two bound sockets the proxy serves.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Redirects (HTTP/1.1 and cleartext HTTP/2 with prior knowledge).
+    pub proxy: TcpListener,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `config.listen` and `config.admin_listen`.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let proxy = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the proxy listener on {}", config.listen))?;
+        let admin = TcpListener::bind(config.admin_listen)
+            .await
+            .with_context(|| format!("binding the admin listener on {}", config.admin_listen))?;
+        Ok(Self { proxy, admin })
+    }
+}
+
+/// Binds the configured addresses and serves until `shutdown` completes, then drains.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    run_with_listeners(config, listeners, shutdown).await
+}
+
+/// Serves on already-bound listeners (port 0 in tests; sockets the embedding program bound) until
+/// `shutdown` completes, then stops accepting and drains open connections for at most
+/// `config.drain_timeout`.
+///
+/// Once the newest good snapshot in `config.snapshot_dir` is loaded, prints exactly one line per
+/// listener to stdout: `listening proxy=http://ADDR` and `listening admin=http://ADDR`.
+pub async fn run_with_listeners(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let proxy_addr = listeners.proxy.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+
+    let dir = config.snapshot_dir.clone();
+    let initial = tokio::task::spawn_blocking(move || snapshot::load_newest(&dir))
+        .await
+        .context("snapshot loading task")?;
+    let initial = match initial {
+        Ok(initial) => initial,
+        Err(error) => {
+            tracing::warn!(%error, dir = %config.snapshot_dir.display(), "cannot read the snapshot directory; starting without a snapshot");
+            None
+        }
+    };
+    let state = Arc::new(State::new(&config, initial));
+
+    print_listening("proxy", proxy_addr);
+    print_listening("admin", admin_addr);
+    tracing::info!(%proxy_addr, %admin_addr, snapshot_seq = state.snapshots.seq(), "sling-proxy serving");
+
+    let feed = match config.control.clone() {
+        Some(control) => Some(tokio::spawn(feed::follow(
+            control,
+            config.feed_wait,
+            state.clone(),
+        ))),
+        None => {
+            tracing::info!("no control plane configured: serving the local snapshot only");
+            None
+        }
+    };
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+
+    // Every input of the server loop in one place: two listeners and the shutdown signal.
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listeners.proxy.accept() => {
+                let state = state.clone();
+                serve(&builder, &graceful, accepted, move |req| handle_proxy(&req, &state));
+            }
+            accepted = listeners.admin.accept() => {
+                let state = state.clone();
+                serve(&builder, &graceful, accepted, move |req| handle_admin(&req, &state));
+            }
+        }
+    }
+
+    // Stop accepting first, then let in-flight requests finish.
+    drop(listeners);
+    if let Some(feed) = feed {
+        feed.abort();
+    }
+    let open = graceful.count();
+    tracing::info!(open_connections = open, "draining connections");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(config.drain_timeout) => {
+            tracing::warn!(timeout_ms = config.drain_timeout.as_millis() as u64, "drain timed out; closing remaining connections");
+        }
+    }
+    Ok(())
+}
+
+/// Completes on ctrl-c or SIGTERM: the shutdown future `sling-proxy` passes to [`run`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// What request handlers and the feed follower share.
+pub(crate) struct State {
+    pub(crate) snapshots: SnapshotStore,
+    pub(crate) overlay: Overlay,
+    pub(crate) metrics: Metrics,
+    pub(crate) snapshot_dir: PathBuf,
+    /// Default domain until a snapshot names one.
+    default_host: String,
+    /// Set once a snapshot is loaded or the feed has synced; never cleared (a proxy that was ready
+    /// keeps serving what it has).
+    ready: AtomicBool,
+}
+
+impl State {
+    fn new(config: &Config, initial: Option<LoadedSnapshot>) -> Self {
+        let metrics = Metrics::new();
+        let ready = initial.is_some();
+        if let Some(s) = &initial {
+            metrics.snapshot_loaded(s);
+            tracing::info!(seq = s.seq(), links = s.header().link_count, path = ?s.path(), "loaded snapshot");
+        }
+        Self {
+            snapshots: SnapshotStore::new(initial),
+            overlay: Overlay::new(),
+            metrics,
+            snapshot_dir: config.snapshot_dir.clone(),
+            default_host: config.default_domain.clone(),
+            ready: AtomicBool::new(ready),
+        }
+    }
+
+    /// Serves `loaded` from now on. Swap first, trim second: readers ignore overlay entries the
+    /// snapshot supersedes, so neither order loses data, but this one never shows a request an
+    /// older state than it could already see.
+    pub(crate) fn install_snapshot(&self, loaded: LoadedSnapshot) {
+        let seq = loaded.seq();
+        self.metrics.snapshot_loaded(&loaded);
+        self.snapshots.swap(Arc::new(loaded));
+        self.overlay.trim(seq);
+        self.mark_ready();
+    }
+
+    pub(crate) fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+fn print_listening(name: &str, addr: SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // Tests and supervisors parse this line; stdout carries nothing else.
+    let _ = writeln!(out, "listening {name}=http://{addr}");
+    let _ = out.flush();
+}
+
+/// Spawns one connection. Accept errors (e.g. out of file descriptors) are logged and the
+/// listener keeps going.
+fn serve<F>(
+    builder: &Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    accepted: std::io::Result<(TcpStream, SocketAddr)>,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>) -> Response<Body> + Clone + Send + Sync + 'static,
+{
+    let (stream, _peer) = match accepted {
+        Ok(accepted) => accepted,
+        Err(error) => {
+            tracing::warn!(%error, "accept failed");
+            return;
+        }
+    };
+    // Redirects are tiny single-write responses: do not let Nagle delay them.
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req)) }
+    });
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(error) = conn.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    });
+}
+
+/// The redirect listener. Synchronous on purpose: nothing here awaits, so no lock or guard can be
+/// held across an await point.
+fn handle_proxy(req: &Request<Incoming>, state: &State) -> Response<Body> {
+    let started = Instant::now();
+    // HTTP/2 carries the host in `:authority` (the URI); HTTP/1.1 in `Host`.
+    let host = req
+        .uri()
+        .host()
+        .or_else(|| req.headers().get(HOST).and_then(|v| v.to_str().ok()))
+        .unwrap_or("");
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let snapshot = state.snapshots.load();
+    let view = router::View::new(snapshot.as_deref(), &state.overlay, &state.default_host);
+    let decision = router::route(
+        host,
+        req.uri().path(),
+        req.uri().query(),
+        req.method(),
+        &view,
+        now_ms,
+    );
+    let resp = respond::respond(decision);
+    state
+        .metrics
+        .record_request(resp.status(), started.elapsed());
+    resp
+}
+
+fn handle_admin(req: &Request<Incoming>, state: &State) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no snapshot loaded and the change feed has not synced\n",
+        ),
+        "/metrics" => {
+            let mut resp = Response::new(Body::new(Bytes::from(
+                state.metrics.render(state.overlay.len()),
+            )));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            resp
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -52,7 +52,8 @@ pub enum ChangeOp {
     UpsertLink {
         host: String,
         slug: String,
-        link: LinkRecord,
+        /// Boxed: a link record is far larger than the other variants.
+        link: Box<LinkRecord>,
     },
     /// Nothing lives at `(host, slug)` any more.
     #[serde(rename_all = "camelCase")]
@@ -81,7 +82,7 @@ mod tests {
             op: ChangeOp::UpsertLink {
                 host: "localhost".into(),
                 slug: "abc".into(),
-                link: LinkRecord::plain("lnk_1", "https://example.com/"),
+                link: Box::new(LinkRecord::plain("lnk_1", "https://example.com/")),
             },
         };
         let json = serde_json::to_string(&c).unwrap();

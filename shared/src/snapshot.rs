@@ -210,7 +210,7 @@ pub fn verify(bytes: &[u8]) -> Result<Header, SnapshotError> {
             actual: sum,
         });
     }
-    let count = if (body.as_ptr() as usize) % 16 == 0 {
+    let count = if (body.as_ptr() as usize).is_multiple_of(16) {
         access_body(body)?.link_count()
     } else {
         // Only in-memory buffers land here; mapped files are page-aligned.
@@ -264,7 +264,7 @@ pub fn list_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         };
         out.push((seq, entry.path()));
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|f| std::cmp::Reverse(f.0));
     Ok(out)
 }
 

@@ -1,0 +1,291 @@
+//! The feed follower: a background task that keeps the overlay and the snapshot current.
+//!
+//! It long-polls the control plane's change feed (`after` = the highest sequence applied), applies
+//! each page's changes to the overlay in order, and whenever the feed announces a snapshot newer
+//! than the served one, downloads it, has [`snapshot::install`] verify and store it off the async
+//! runtime, swaps it in and trims the overlay. A `reset` page (the proxy fell further behind than
+//! the feed remembers) is answered the same way before resuming from the new snapshot.
+//!
+//! When the control plane is unreachable the task retries with capped exponential backoff and
+//! jitter; requests keep being answered from what is already loaded. Nothing here can fail a
+//! request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, anyhow};
+use sling_shared::feed::{FEED_PATH, FeedPage, SNAPSHOT_PATH, SNAPSHOT_SEQ_HEADER};
+
+use crate::State;
+use crate::config::ControlPlane;
+use crate::snapshot::{self, LoadedSnapshot};
+
+/// Extra time beyond the long-poll wait before a feed request counts as hung.
+const POLL_GRACE: Duration = Duration::from_secs(10);
+/// A snapshot download of any sane size finishes well within this.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Snapshot files kept on disk: the served one and its predecessor.
+const KEEP_SNAPSHOTS: usize = 2;
+/// If an empty page comes back faster than this, the control plane is not long-polling: pause so
+/// the loop does not spin.
+const MIN_EMPTY_POLL: Duration = Duration::from_millis(100);
+
+/// Follows the feed until the task is aborted. Runs forever: every failure is logged, counted and
+/// retried.
+pub async fn follow(control: ControlPlane, wait: Duration, state: Arc<State>) {
+    let client = match reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("sling-proxy/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            // Only possible if the TLS/resolver backend cannot start; nothing to retry.
+            tracing::error!(%error, "cannot build the control-plane HTTP client; feed disabled");
+            return;
+        }
+    };
+    let follower = Follower {
+        client,
+        control,
+        wait,
+        state,
+    };
+    follower.run().await;
+}
+
+struct Follower {
+    client: reqwest::Client,
+    control: ControlPlane,
+    wait: Duration,
+    state: Arc<State>,
+}
+
+impl Follower {
+    async fn run(&self) {
+        let state = &self.state;
+        let mut applied = state.snapshots.seq();
+        let mut poll_backoff = Backoff::default();
+        let mut snapshot_backoff = Backoff::default();
+        // After a failed snapshot download, when to try again (the feed keeps flowing meanwhile).
+        let mut snapshot_retry_at: Option<Instant> = None;
+
+        loop {
+            let started = Instant::now();
+            let page = match self.poll(applied).await {
+                Ok(page) => page,
+                Err(error) => {
+                    let delay = poll_backoff.next_delay();
+                    tracing::warn!(error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64, "change feed poll failed");
+                    state.metrics.feed_error();
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
+
+            let served = state.snapshots.seq();
+            let due = snapshot_retry_at.is_none_or(|at| Instant::now() >= at);
+            if page.reset || (page.snapshot_seq > served && due) {
+                match self.fetch_snapshot(served).await {
+                    Ok(Some(loaded)) => {
+                        applied = applied.max(loaded.seq());
+                        state.install_snapshot(loaded);
+                        self.prune().await;
+                        snapshot_backoff.reset();
+                        snapshot_retry_at = None;
+                    }
+                    Ok(None) if !page.reset => {
+                        // The feed announced a newer snapshot the snapshot endpoint does not have
+                        // (yet): try again later rather than on every page.
+                        snapshot_retry_at = Some(Instant::now() + snapshot_backoff.next_delay());
+                    }
+                    Ok(None) => {
+                        state.metrics.feed_error();
+                        let delay = poll_backoff.next_delay();
+                        tracing::error!(
+                            applied,
+                            served,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "feed reset but the control plane has no newer snapshot"
+                        );
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        state.metrics.feed_error();
+                        let delay = snapshot_backoff.next_delay();
+                        tracing::warn!(error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64, "snapshot download refused or failed; still serving the current one");
+                        if page.reset {
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                        snapshot_retry_at = Some(Instant::now() + delay);
+                    }
+                }
+                if page.reset {
+                    // The page's changes start after a gap: drop the overlay and resume from
+                    // the snapshot just loaded.
+                    state.overlay.clear();
+                    applied = state.snapshots.seq();
+                    tracing::info!(applied, "feed reset onto a fresh snapshot");
+                    continue;
+                }
+            }
+
+            for change in &page.changes {
+                // Changes the served snapshot already includes are skipped.
+                if change.seq > applied {
+                    state.overlay.apply(change);
+                    applied = change.seq;
+                }
+            }
+            poll_backoff.reset();
+            state.metrics.feed_synced(applied, page.head_seq);
+            state.mark_ready();
+
+            if page.changes.is_empty() && started.elapsed() < MIN_EMPTY_POLL {
+                tokio::time::sleep(MIN_EMPTY_POLL).await;
+            }
+        }
+    }
+
+    async fn poll(&self, after: u64) -> anyhow::Result<FeedPage> {
+        let url = format!(
+            "{}{FEED_PATH}?after={after}&wait_ms={}",
+            self.control.url,
+            self.wait.as_millis()
+        );
+        let resp = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.control.fleet_token)
+            .timeout(self.wait + POLL_GRACE)
+            .send()
+            .await
+            .context("requesting the change feed")?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(anyhow!("change feed answered {status}"));
+        }
+        resp.json::<FeedPage>()
+            .await
+            .context("decoding a change-feed page")
+    }
+
+    /// Downloads, verifies and stores a snapshot newer than `served`; `None` when there is none.
+    async fn fetch_snapshot(&self, served: u64) -> anyhow::Result<Option<LoadedSnapshot>> {
+        let url = format!("{}{SNAPSHOT_PATH}?newer_than={served}", self.control.url);
+        let resp = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.control.fleet_token)
+            .timeout(SNAPSHOT_TIMEOUT)
+            .send()
+            .await
+            .context("requesting a snapshot")?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(anyhow!("snapshot endpoint answered {status}"));
+        }
+        let expected = match resp.headers().get(SNAPSHOT_SEQ_HEADER) {
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| anyhow!("bad {SNAPSHOT_SEQ_HEADER} header"))?,
+            ),
+            None => None,
+        };
+        let bytes = resp.bytes().await.context("downloading a snapshot")?;
+        let dir = self.state.snapshot_dir.clone();
+        let size = bytes.len();
+        let loaded =
+            tokio::task::spawn_blocking(move || snapshot::install(&dir, &bytes, expected, served))
+                .await
+                .context("snapshot verification task")??;
+        tracing::info!(
+            seq = loaded.seq(),
+            links = loaded.header().link_count,
+            size_bytes = size,
+            "downloaded and verified a snapshot"
+        );
+        Ok(Some(loaded))
+    }
+
+    /// Deletes old snapshot files. Mapped files stay readable until unmapped, so this never pulls
+    /// data from under a request.
+    async fn prune(&self) {
+        let dir = self.state.snapshot_dir.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            sling_shared::snapshot::prune(&dir, KEEP_SNAPSHOTS)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(
+                %error,
+                dir = %self.state.snapshot_dir.display(),
+                "pruning old snapshots failed"
+            ),
+            Err(error) => tracing::warn!(%error, "pruning task failed"),
+        }
+    }
+}
+
+/// Capped exponential backoff with up to 25% random-ish jitter, so a fleet that lost its control
+/// plane at the same moment does not reconnect in lockstep.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const CAP: Duration = Duration::from_secs(30);
+
+    fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::CAP);
+        // The sub-second clock is a good enough jitter source and needs no RNG dependency.
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let quarter = base.as_millis() as u64 / 4;
+        base + Duration::from_millis(u64::from(nanos) % quarter.max(1))
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut b = Backoff::default();
+        let first = b.next_delay();
+        assert!(
+            first >= Backoff::FIRST && first < Backoff::FIRST * 5 / 4 + Duration::from_millis(1)
+        );
+        let mut last = first;
+        for _ in 0..20 {
+            last = b.next_delay();
+        }
+        assert!(last >= Backoff::CAP && last <= Backoff::CAP * 5 / 4);
+        b.reset();
+        assert!(b.next_delay() < Backoff::FIRST * 2);
+    }
+}

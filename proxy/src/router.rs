@@ -1,0 +1,450 @@
+//! The routing decision: given the facts of a request (host, path, query, method, the time) and a
+//! [`View`] of the served snapshot plus overlay, decide what to answer. Pure: no I/O, no clock, no
+//! randomness, so every rule is covered by table tests. [`crate::respond`] turns the [`Decision`]
+//! into bytes.
+//!
+//! The rules follow PRODUCT.md, "What the proxy does", in order. Rules that need more request facts
+//! (passwords, click limits, device and geo targets) come later; they add variants to
+//! [`Decision`] and [`GoneReason`] without changing the shape of [`route`].
+//!
+//! The plain-link case (no UTM parameters, nothing to forward) borrows the destination straight
+//! from the memory-mapped snapshot: no parsing and no allocation.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use sling_shared::host::normalize_request_host;
+use sling_shared::link::{ArchivedDomainRecord, ArchivedLinkRecord, LinkRecord};
+use sling_shared::snapshot::ArchivedSnapshotBody;
+use url::form_urlencoded;
+
+use crate::overlay::{DomainInfo, DomainState, Overlay};
+use crate::snapshot::LoadedSnapshot;
+
+/// Longest path plus query the proxy answers (longer requests get 414): no short link needs more,
+/// and it bounds the `Location` header built from a forwarded query.
+pub const MAX_TARGET_LEN: usize = 8 * 1024;
+
+/// What to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<'a> {
+    Redirect(Redirect<'a>),
+    /// `/` on a domain without a root redirect.
+    Landing,
+    /// No such slug and no not-found redirect.
+    NotFound,
+    /// The link exists but may not be followed.
+    Gone(GoneReason),
+    /// Anything but GET and HEAD.
+    MethodNotAllowed,
+    /// Path plus query longer than [`MAX_TARGET_LEN`].
+    UriTooLong,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect<'a> {
+    pub status: StatusCode,
+    pub location: Cow<'a, str>,
+    /// The link followed; `None` for domain-level redirects (root, not found).
+    pub link_id: Option<Cow<'a, str>>,
+    /// True when this is a click to record (GET of a link's destination; HEAD is not a click).
+    pub count_click: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoneReason {
+    Disabled,
+    Archived,
+    Expired,
+}
+
+impl Decision<'_> {
+    /// Detaches the decision from the data it borrows from.
+    pub fn into_owned(self) -> Decision<'static> {
+        match self {
+            Decision::Redirect(r) => Decision::Redirect(Redirect {
+                status: r.status,
+                location: Cow::Owned(r.location.into_owned()),
+                link_id: r.link_id.map(|id| Cow::Owned(id.into_owned())),
+                count_click: r.count_click,
+            }),
+            Decision::Landing => Decision::Landing,
+            Decision::NotFound => Decision::NotFound,
+            Decision::Gone(reason) => Decision::Gone(reason),
+            Decision::MethodNotAllowed => Decision::MethodNotAllowed,
+            Decision::UriTooLong => Decision::UriTooLong,
+        }
+    }
+}
+
+/// Decides the answer to `method host path?query` at `now_ms` (unix milliseconds).
+pub fn route<'a>(
+    host: &str,
+    path: &'a str,
+    query: Option<&'a str>,
+    method: &Method,
+    view: &View<'a>,
+    now_ms: i64,
+) -> Decision<'a> {
+    let is_get = *method == Method::GET;
+    if !is_get && *method != Method::HEAD {
+        return Decision::MethodNotAllowed;
+    }
+    if path.len() + query.map_or(0, str::len) > MAX_TARGET_LEN {
+        return Decision::UriTooLong;
+    }
+
+    let host = normalize_request_host(host);
+    let (key, domain) = match view.domain(&host) {
+        Some(domain) => (&*host, domain),
+        None => {
+            let default = view.default_host();
+            (default, view.domain(default).unwrap_or_default())
+        }
+    };
+
+    if path == "/" {
+        return match domain.root_redirect() {
+            Some(location) => domain_redirect(location),
+            None => Decision::Landing,
+        };
+    }
+    let link = sling_shared::slug::from_path(path).and_then(|slug| view.link(&domain, key, slug));
+    match link {
+        None => match domain.not_found_redirect() {
+            Some(location) => domain_redirect(location),
+            None => Decision::NotFound,
+        },
+        Some(LinkRef::Archived(link)) => decide(link, query, is_get, now_ms),
+        Some(LinkRef::Overlay(link)) => decide(&*link, query, is_get, now_ms).into_owned(),
+    }
+}
+
+/// Root and not-found redirects are domain settings that can change at any time, so they are
+/// temporary (302) and carry no query or UTM parameters.
+fn domain_redirect(location: Cow<'_, str>) -> Decision<'_> {
+    Decision::Redirect(Redirect {
+        status: StatusCode::FOUND,
+        location,
+        link_id: None,
+        count_click: false,
+    })
+}
+
+fn decide<'l, L: LinkFields>(
+    link: &'l L,
+    query: Option<&'l str>,
+    is_get: bool,
+    now_ms: i64,
+) -> Decision<'l> {
+    if !link.active() {
+        return Decision::Gone(GoneReason::Disabled);
+    }
+    if link.archived() {
+        return Decision::Gone(GoneReason::Archived);
+    }
+    if link.expires_at_ms().is_some_and(|at| at <= now_ms) {
+        // The expired URL is a fallback chosen by the owner, so it is followed as-is and
+        // temporarily: the link may be extended again.
+        return match link.expired_url() {
+            Some(url) => Decision::Redirect(Redirect {
+                status: StatusCode::FOUND,
+                location: Cow::Borrowed(url),
+                link_id: Some(Cow::Borrowed(link.id())),
+                count_click: false,
+            }),
+            None => Decision::Gone(GoneReason::Expired),
+        };
+    }
+    let query = query.filter(|q| link.forward_query() && !q.is_empty());
+    Decision::Redirect(Redirect {
+        status: redirect_status(link.redirect_type()),
+        location: build_target(link.destination_url(), link.utm(), query),
+        link_id: Some(Cow::Borrowed(link.id())),
+        count_click: is_get,
+    })
+}
+
+/// The link's configured status; anything unexpected is treated as the default, 302.
+fn redirect_status(code: u16) -> StatusCode {
+    match code {
+        301 => StatusCode::MOVED_PERMANENTLY,
+        307 => StatusCode::TEMPORARY_REDIRECT,
+        308 => StatusCode::PERMANENT_REDIRECT,
+        _ => StatusCode::FOUND,
+    }
+}
+
+/// Builds the redirect target from the destination, the link's UTM parameters and the request's
+/// query string (already filtered by `forward_query`).
+///
+/// Precedence, lowest first: the destination's own parameters, then the link's UTM parameters
+/// (each replaces every destination parameter of the same name), then the request's parameters
+/// (each name present in the request replaces every earlier parameter of that name, so a visitor's
+/// `?utm_source=newsletter` overrides the link's). Replaced parameters are removed and the
+/// replacements appended, in order; everything else keeps its place and its exact encoding. Names
+/// are compared after form-decoding (`utm%5Fsource` is `utm_source`). A fragment in the
+/// destination stays at the end.
+pub fn build_target<'l>(
+    destination: &'l str,
+    utm: impl ExactSizeIterator<Item = (&'l str, &'l str)>,
+    query: Option<&str>,
+) -> Cow<'l, str> {
+    if utm.len() == 0 && query.is_none() {
+        return Cow::Borrowed(destination);
+    }
+    let (before_fragment, fragment) = match destination.find('#') {
+        Some(i) => destination.split_at(i),
+        None => (destination, ""),
+    };
+    let (base, existing) = match before_fragment.split_once('?') {
+        Some((base, q)) => (base, q),
+        None => (before_fragment, ""),
+    };
+
+    let mut params: Vec<(Cow<'_, str>, Cow<'_, str>)> = split_query(existing).collect();
+    let utm: Vec<(Cow<'_, str>, Cow<'_, str>)> = utm
+        .map(|(name, value)| {
+            let pair = format!("{}={}", encode(name), encode(value));
+            (Cow::Borrowed(name), Cow::Owned(pair))
+        })
+        .collect();
+    replace_params(&mut params, utm);
+    if let Some(query) = query {
+        replace_params(&mut params, split_query(query).collect());
+    }
+
+    let mut out = String::with_capacity(destination.len() + 1 + query.map_or(0, str::len) + 64);
+    out.push_str(base);
+    for (i, (_, pair)) in params.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(pair);
+    }
+    out.push_str(fragment);
+    Cow::Owned(out)
+}
+
+/// `a=1&b&&c=%20` → `(name, raw pair)` items; empty items are dropped.
+fn split_query(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let raw_name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        let name = if raw_name.contains(['%', '+']) {
+            form_urlencoded::parse(raw_name.as_bytes())
+                .next()
+                .map_or(Cow::Borrowed(raw_name), |(n, _)| Cow::Owned(n.into_owned()))
+        } else {
+            Cow::Borrowed(raw_name)
+        };
+        (name, Cow::Borrowed(pair))
+    })
+}
+
+fn replace_params<'p>(
+    params: &mut Vec<(Cow<'p, str>, Cow<'p, str>)>,
+    incoming: Vec<(Cow<'p, str>, Cow<'p, str>)>,
+) {
+    params.retain(|(name, _)| !incoming.iter().any(|(n, _)| n == name));
+    params.extend(incoming);
+}
+
+fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The data a decision is made from: the served snapshot (if any) and the overlay of changes since.
+/// Overlay entries win over the snapshot unless the snapshot is at least as new as they are.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    snapshot: Option<&'a ArchivedSnapshotBody>,
+    snapshot_seq: u64,
+    overlay: &'a Overlay,
+    /// Default domain while no snapshot is loaded.
+    fallback_host: &'a str,
+}
+
+impl<'a> View<'a> {
+    pub fn new(
+        snapshot: Option<&'a LoadedSnapshot>,
+        overlay: &'a Overlay,
+        fallback_host: &'a str,
+    ) -> Self {
+        Self {
+            snapshot: snapshot.map(LoadedSnapshot::body),
+            snapshot_seq: snapshot.map_or(0, LoadedSnapshot::seq),
+            overlay,
+            fallback_host,
+        }
+    }
+
+    /// Host that unknown hosts fall back to.
+    pub fn default_host(&self) -> &'a str {
+        self.snapshot
+            .map_or(self.fallback_host, |s| s.default_host.as_str())
+    }
+
+    /// The domain stored under a normalised host, or `None` if the host is unknown.
+    fn domain(&self, host: &str) -> Option<Domain<'a>> {
+        let in_snapshot = self.snapshot.and_then(|s| s.domain(host));
+        if !self.overlay.is_empty()
+            && let Some(entry) = self
+                .overlay
+                .domain(host)
+                .filter(|e| e.seq > self.snapshot_seq)
+        {
+            let cleared_at = entry.cleared_at.filter(|&c| c > self.snapshot_seq);
+            let snapshot = if cleared_at.is_some() {
+                None
+            } else {
+                in_snapshot
+            };
+            return match entry.state {
+                DomainState::Deleted => None,
+                DomainState::Known(info) => Some(Domain {
+                    snapshot,
+                    settings: Some(info),
+                    cleared_at,
+                }),
+                DomainState::Implied => Some(Domain {
+                    snapshot,
+                    settings: None,
+                    cleared_at,
+                }),
+            };
+        }
+        in_snapshot.map(|d| Domain {
+            snapshot: Some(d),
+            settings: None,
+            cleared_at: None,
+        })
+    }
+
+    /// The link at `slug` in `domain` (stored under `host`), overlay first.
+    fn link(&self, domain: &Domain<'a>, host: &str, slug: &str) -> Option<LinkRef<'a>> {
+        if !self.overlay.is_empty()
+            && let Some(entry) = self.overlay.link(host, slug)
+        {
+            let current =
+                entry.seq > self.snapshot_seq && domain.cleared_at.is_none_or(|c| entry.seq > c);
+            if current {
+                return entry.link.map(LinkRef::Overlay);
+            }
+        }
+        domain
+            .snapshot
+            .and_then(|d| d.link(slug))
+            .map(LinkRef::Archived)
+    }
+}
+
+/// A resolved domain: where its settings and links come from.
+#[derive(Default)]
+struct Domain<'a> {
+    /// The snapshot's record: links, and settings unless `settings` overrides them. `None` when
+    /// the snapshot lacks the domain or predates its deletion.
+    snapshot: Option<&'a ArchivedDomainRecord>,
+    /// Settings changed since the snapshot.
+    settings: Option<Arc<DomainInfo>>,
+    /// Overlay links at or before this sequence belong to a deleted incarnation of the domain.
+    cleared_at: Option<u64>,
+}
+
+impl<'a> Domain<'a> {
+    fn root_redirect(&self) -> Option<Cow<'a, str>> {
+        match &self.settings {
+            Some(info) => info.root_redirect.clone().map(Cow::Owned),
+            None => self
+                .snapshot
+                .and_then(|d| d.root_redirect.as_ref())
+                .map(|s| Cow::Borrowed(s.as_str())),
+        }
+    }
+
+    fn not_found_redirect(&self) -> Option<Cow<'a, str>> {
+        match &self.settings {
+            Some(info) => info.not_found_redirect.clone().map(Cow::Owned),
+            None => self
+                .snapshot
+                .and_then(|d| d.not_found_redirect.as_ref())
+                .map(|s| Cow::Borrowed(s.as_str())),
+        }
+    }
+}
+
+enum LinkRef<'a> {
+    Archived(&'a ArchivedLinkRecord),
+    Overlay(Arc<LinkRecord>),
+}
+
+/// What [`decide`] reads from a link, whether archived in the snapshot or owned in the overlay.
+trait LinkFields {
+    fn id(&self) -> &str;
+    fn destination_url(&self) -> &str;
+    fn redirect_type(&self) -> u16;
+    fn forward_query(&self) -> bool;
+    fn active(&self) -> bool;
+    fn archived(&self) -> bool;
+    fn expires_at_ms(&self) -> Option<i64>;
+    fn expired_url(&self) -> Option<&str>;
+    fn utm(&self) -> impl ExactSizeIterator<Item = (&str, &str)>;
+}
+
+impl LinkFields for ArchivedLinkRecord {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn destination_url(&self) -> &str {
+        self.destination_url.as_str()
+    }
+    fn redirect_type(&self) -> u16 {
+        self.redirect_type.to_native()
+    }
+    fn forward_query(&self) -> bool {
+        self.forward_query
+    }
+    fn active(&self) -> bool {
+        self.active
+    }
+    fn archived(&self) -> bool {
+        self.archived
+    }
+    fn expires_at_ms(&self) -> Option<i64> {
+        self.expires_at_ms.as_ref().map(|v| v.to_native())
+    }
+    fn expired_url(&self) -> Option<&str> {
+        self.expired_url.as_ref().map(|s| s.as_str())
+    }
+    fn utm(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.utm.iter().map(|p| (p.name.as_str(), p.value.as_str()))
+    }
+}
+
+impl LinkFields for LinkRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn destination_url(&self) -> &str {
+        &self.destination_url
+    }
+    fn redirect_type(&self) -> u16 {
+        self.redirect_type
+    }
+    fn forward_query(&self) -> bool {
+        self.forward_query
+    }
+    fn active(&self) -> bool {
+        self.active
+    }
+    fn archived(&self) -> bool {
+        self.archived
+    }
+    fn expires_at_ms(&self) -> Option<i64> {
+        self.expires_at_ms
+    }
+    fn expired_url(&self) -> Option<&str> {
+        self.expired_url.as_deref()
+    }
+    fn utm(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.utm.iter().map(|p| (p.name.as_str(), p.value.as_str()))
+    }
+}

@@ -1,1 +1,94 @@
-//! placeholder
+//! The sling control plane: the REST API, the database, snapshot publishing and the change feed
+//! that proxies follow. [`app`] builds the whole HTTP surface from an [`AppState`]; [`serve`] runs
+//! it with the background publisher until shutdown.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod internal;
+pub mod metrics;
+pub mod ops;
+pub mod publish;
+pub mod secrets;
+pub mod state;
+pub mod validate;
+
+pub use config::Config;
+pub use state::AppState;
+
+use axum::Router;
+
+/// The complete router: public API, internal fleet endpoints, and operations endpoints.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(api::router())
+        .merge(internal::router())
+        .merge(ops::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::track,
+        ))
+        .with_state(state)
+}
+
+/// Runs the control plane on `listener` until `shutdown` resolves: connects and migrates the
+/// database, bootstraps the default domain and (on an empty database) the admin key, starts the
+/// snapshot publisher, and serves the API. In-flight requests are drained on shutdown.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    let db = db::Db::connect(&config.database_url).await?;
+    db.migrate().await?;
+    if let Some(key) = db::teams::bootstrap(&db, &config.default_domain).await? {
+        let path = config.data_dir.join("admin-key");
+        secrets::write_private(&path, &key)?;
+        println!(
+            "admin key (shown once, also written to {}): {key}",
+            path.display()
+        );
+    }
+    let state = AppState::new(db, config);
+    let head = db::changes::head(&state.db)
+        .await
+        .context("reading feed head")?;
+    state.changes_committed(head);
+
+    let publisher = tokio::spawn(publish::run(state.clone(), state.shutdown.subscribe()));
+    let stop = state.shutdown.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop.send_replace(true);
+        })
+        .await
+        .context("serving the API")?;
+    publisher.await.context("publisher task")?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested: draining");
+}

@@ -1,0 +1,268 @@
+//! The public REST API under `/api/v1`, plus `/api/openapi.json` and `/docs`.
+//!
+//! Every route lives in one table, [`ROUTES`]: the router is built from it, the OpenAPI
+//! document is built from it, and the [`Caller`](crate::auth::Caller) extractor reads the scope
+//! a route requires from it, so the three cannot drift apart.
+//!
+//! Cross-cutting behaviour, in one place: [`request_id::middleware`] (an `X-Request-Id` on every
+//! response, errors rewritten into the envelope), the extractors in [`extract`] (JSON, query and
+//! path errors in the envelope), and a catch-all that answers unknown `/api/…` paths with a 404
+//! envelope.
+
+pub mod docs;
+pub mod extract;
+pub mod link_body;
+pub mod links;
+pub mod openapi;
+pub mod request_id;
+
+use axum::Router;
+use axum::routing::{MethodFilter, MethodRouter, any, on};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// HTTP methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+            Method::Put => "put",
+            Method::Patch => "patch",
+            Method::Delete => "delete",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+            Method::Put => MethodFilter::PUT,
+            Method::Patch => MethodFilter::PATCH,
+            Method::Delete => MethodFilter::DELETE,
+        }
+    }
+
+    pub fn matches(self, m: &axum::http::Method) -> bool {
+        m.as_str().eq_ignore_ascii_case(self.as_str())
+    }
+}
+
+/// What a route does; each maps to exactly one handler ([`Op::handler`]) and one OpenAPI
+/// operation (`openapi::operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    OpenApi,
+    Docs,
+    CreateLink,
+    ListLinks,
+    BulkCreateLinks,
+    GetLink,
+    GetLinkByExternalId,
+    UpdateLink,
+    ReplaceLink,
+    DeleteLink,
+    EnableLink,
+    DisableLink,
+    ArchiveLink,
+    UnarchiveLink,
+}
+
+impl Op {
+    fn handler(self) -> MethodRouter<AppState> {
+        let m = |method: Method| method.filter();
+        match self {
+            Op::OpenApi => on(m(Method::Get), openapi::serve),
+            Op::Docs => on(m(Method::Get), docs::serve),
+            Op::CreateLink => on(m(Method::Post), links::create),
+            Op::ListLinks => on(m(Method::Get), links::list),
+            Op::BulkCreateLinks => on(m(Method::Post), links::bulk),
+            Op::GetLink => on(m(Method::Get), links::get),
+            Op::GetLinkByExternalId => on(m(Method::Get), links::get_by_external_id),
+            Op::UpdateLink => on(m(Method::Patch), links::update),
+            Op::ReplaceLink => on(m(Method::Put), links::update),
+            Op::DeleteLink => on(m(Method::Delete), links::delete),
+            Op::EnableLink => on(m(Method::Post), links::enable),
+            Op::DisableLink => on(m(Method::Post), links::disable),
+            Op::ArchiveLink => on(m(Method::Post), links::archive),
+            Op::UnarchiveLink => on(m(Method::Post), links::unarchive),
+        }
+    }
+}
+
+/// One row of the route table.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: Method,
+    /// axum path syntax, which is also OpenAPI's (`{id}`).
+    pub path: &'static str,
+    pub op: Op,
+    /// The scope an API key needs; `None` for public routes.
+    pub scope: Option<&'static str>,
+    pub summary: &'static str,
+}
+
+const fn route(
+    method: Method,
+    path: &'static str,
+    op: Op,
+    scope: Option<&'static str>,
+    summary: &'static str,
+) -> Route {
+    Route {
+        method,
+        path,
+        op,
+        scope,
+        summary,
+    }
+}
+
+const LINK: &str = "/api/v1/links/{id}";
+
+/// Every public route.
+pub const ROUTES: &[Route] = &[
+    route(
+        Method::Get,
+        "/api/openapi.json",
+        Op::OpenApi,
+        None,
+        "This OpenAPI document",
+    ),
+    route(
+        Method::Get,
+        "/docs",
+        Op::Docs,
+        None,
+        "Human-readable API documentation (HTML)",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/links",
+        Op::CreateLink,
+        Some("links:write"),
+        "Create a link",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/links",
+        Op::ListLinks,
+        Some("links:read"),
+        "List links",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/links/bulk",
+        Op::BulkCreateLinks,
+        Some("links:write"),
+        "Create up to 1000 links; per-item results",
+    ),
+    route(
+        Method::Get,
+        LINK,
+        Op::GetLink,
+        Some("links:read"),
+        "Get a link",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/links/external/{externalId}",
+        Op::GetLinkByExternalId,
+        Some("links:read"),
+        "Get a link by its external id",
+    ),
+    route(
+        Method::Patch,
+        LINK,
+        Op::UpdateLink,
+        Some("links:write"),
+        "Update a link (partial)",
+    ),
+    route(
+        Method::Put,
+        LINK,
+        Op::ReplaceLink,
+        Some("links:write"),
+        "Update a link (same partial semantics as PATCH)",
+    ),
+    route(
+        Method::Delete,
+        LINK,
+        Op::DeleteLink,
+        Some("links:delete"),
+        "Delete a link",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/links/{id}/enable",
+        Op::EnableLink,
+        Some("links:write"),
+        "Enable a link",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/links/{id}/disable",
+        Op::DisableLink,
+        Some("links:write"),
+        "Disable a link (the proxy answers 410)",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/links/{id}/archive",
+        Op::ArchiveLink,
+        Some("links:write"),
+        "Archive a link (the proxy answers 410)",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/links/{id}/unarchive",
+        Op::UnarchiveLink,
+        Some("links:write"),
+        "Unarchive a link",
+    ),
+];
+
+/// The route a request matched, by its matched path and method.
+pub fn find_route(matched_path: &str, method: &axum::http::Method) -> Option<&'static Route> {
+    ROUTES
+        .iter()
+        .find(|r| r.path == matched_path && r.method.matches(method))
+}
+
+/// Every public route (`/api/v1/…`, `/api/openapi.json`, `/docs`).
+pub fn router() -> Router<AppState> {
+    let mut router = Router::new();
+    for r in ROUTES {
+        router = router.route(r.path, r.op.handler());
+    }
+    router
+        .route("/api/{*rest}", any(not_found))
+        .route("/api", any(not_found))
+        .layer(axum::middleware::from_fn(request_id::middleware))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route")
+}
+
+/// The success envelope: `{"success": true, "data": …}`.
+pub fn ok<T: Serialize>(data: T) -> axum::Json<serde_json::Value> {
+    match serde_json::to_value(data) {
+        Ok(data) => axum::Json(serde_json::json!({ "success": true, "data": data })),
+        Err(e) => {
+            tracing::error!(error = %e, "serialising a response");
+            axum::Json(serde_json::json!({ "success": true, "data": null }))
+        }
+    }
+}

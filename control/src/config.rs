@@ -1,0 +1,124 @@
+//! Control-plane configuration: raw flags (clap, each with its `SLING_*` environment variable) →
+//! a validated [`Config`]. Tests build a `Config` directly and never touch the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Flags shared by `sling serve` and `sling up`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Directory for the SQLite database, snapshots, the admin key and the fleet token.
+    #[arg(long, env = "SLING_DATA_DIR", default_value = "./sling-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use Postgres; default is SQLite under the data dir.
+    #[arg(long, env = "SLING_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Address of the REST API (and the internal fleet endpoints).
+    #[arg(long, env = "SLING_API_LISTEN", default_value = "127.0.0.1:8081")]
+    pub api_listen: SocketAddr,
+    /// The default short-link domain; unknown hosts fall back to it.
+    #[arg(long, env = "SLING_DEFAULT_DOMAIN", default_value = "localhost")]
+    pub default_domain: String,
+    /// Base of short URLs on the default domain, e.g. `https://sho.rt`. Default:
+    /// `http://<default-domain>:8080` (the proxy of `sling up`).
+    #[arg(long, env = "SLING_SHORT_URL_BASE")]
+    pub short_url_base: Option<String>,
+    /// Token proxies present on the internal endpoints. Default: generated once and kept in
+    /// `<data-dir>/fleet-token`.
+    #[arg(long, env = "SLING_FLEET_TOKEN", hide_env_values = true)]
+    pub fleet_token: Option<String>,
+    /// Publish a new snapshot at least this often when anything changed (milliseconds).
+    #[arg(long, env = "SLING_SNAPSHOT_INTERVAL_MS", default_value_t = 10_000)]
+    pub snapshot_interval_ms: u64,
+    /// Publish a new snapshot as soon as this many changes accumulate.
+    #[arg(long, env = "SLING_SNAPSHOT_AFTER_CHANGES", default_value_t = 10_000)]
+    pub snapshot_after_changes: u64,
+    /// Keep feed changes this long (seconds) before pruning; slower proxies reload a snapshot.
+    #[arg(long, env = "SLING_FEED_RETENTION_SECS", default_value_t = 86_400)]
+    pub feed_retention_secs: u64,
+    /// Largest request body accepted by the API, in bytes.
+    #[arg(long, env = "SLING_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+/// Validated configuration of the control plane.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub api_listen: SocketAddr,
+    /// Normalised host of the default domain.
+    pub default_domain: String,
+    /// Base of short URLs on the default domain, without a trailing slash.
+    pub short_url_base: String,
+    pub fleet_token: String,
+    /// Where published snapshots are written.
+    pub snapshot_dir: PathBuf,
+    pub snapshot_interval: Duration,
+    pub snapshot_after_changes: u64,
+    pub feed_retention: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl ServeArgs {
+    pub fn validate(self) -> anyhow::Result<Config> {
+        let default_domain = sling_shared::host::normalize_host(&self.default_domain)
+            .with_context(|| format!("--default-domain {:?}", self.default_domain))?;
+        let short_url_base = match self.short_url_base {
+            Some(b) => {
+                let u = url::Url::parse(&b).with_context(|| format!("--short-url-base {b:?}"))?;
+                anyhow::ensure!(
+                    matches!(u.scheme(), "http" | "https"),
+                    "--short-url-base must be http or https"
+                );
+                b.trim_end_matches('/').to_owned()
+            }
+            None => format!("http://{default_domain}:8080"),
+        };
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating data dir {}", self.data_dir.display()))?;
+        let fleet_token = match self.fleet_token {
+            Some(t) if !t.trim().is_empty() => t,
+            _ => crate::secrets::load_or_create(&self.data_dir.join("fleet-token"))?,
+        };
+        let database_url = self
+            .database_url
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| crate::db::sqlite_url(&self.data_dir));
+        Ok(Config {
+            snapshot_dir: self.data_dir.join("snapshots"),
+            data_dir: self.data_dir,
+            database_url,
+            api_listen: self.api_listen,
+            default_domain,
+            short_url_base,
+            fleet_token,
+            snapshot_interval: Duration::from_millis(self.snapshot_interval_ms.max(100)),
+            snapshot_after_changes: self.snapshot_after_changes.max(1),
+            feed_retention: Duration::from_secs(self.feed_retention_secs),
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
+}
+
+impl Config {
+    /// A configuration for tests and embedding: everything under `data_dir`, port 0, fixed token.
+    pub fn for_tests(data_dir: PathBuf, database_url: Option<String>) -> Self {
+        Config {
+            snapshot_dir: data_dir.join("snapshots"),
+            database_url: database_url.unwrap_or_else(|| crate::db::sqlite_url(&data_dir)),
+            data_dir,
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            default_domain: "localhost".into(),
+            short_url_base: "http://localhost:8080".into(),
+            fleet_token: "test-fleet-token".into(),
+            snapshot_interval: Duration::from_secs(10),
+            snapshot_after_changes: 10_000,
+            feed_retention: Duration::from_secs(86_400),
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}

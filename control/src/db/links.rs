@@ -1,0 +1,471 @@
+//! Link rows: reads and writes, every one scoped by `team_id`, and [`edge_record`], the one
+//! conversion from a row to the proxy's [`LinkRecord`] (used by the change feed and the
+//! snapshot alike).
+
+use std::collections::BTreeMap;
+
+use sling_shared::feed::ChangeOp;
+use sling_shared::link::{LinkRecord, Param, Target};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::Db;
+
+/// A link with its domain's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRow {
+    pub id: String,
+    pub team_id: String,
+    pub domain_id: String,
+    /// Host of the link's domain (joined from `domains`).
+    pub host: String,
+    /// Whether the link's domain is the default domain (joined).
+    pub domain_is_default: bool,
+    pub slug: String,
+    pub destination_url: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub password_hash: Option<String>,
+    pub expires_at: Option<i64>,
+    pub expired_url: Option<String>,
+    pub click_limit: Option<i64>,
+    pub geo_targets: BTreeMap<String, String>,
+    pub device_targets: BTreeMap<String, String>,
+    pub ios_url: Option<String>,
+    pub android_url: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub external_id: Option<String>,
+    pub redirect_type: i64,
+    pub forward_query: bool,
+    pub active: bool,
+    pub archived: bool,
+    pub visible: bool,
+    pub clicks: i64,
+    pub channel: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The edge view of a link: what proxies need to answer `GET /{slug}`.
+pub fn edge_record(row: &LinkRow) -> LinkRecord {
+    let utm = [
+        ("utm_source", &row.utm_source),
+        ("utm_medium", &row.utm_medium),
+        ("utm_campaign", &row.utm_campaign),
+        ("utm_term", &row.utm_term),
+        ("utm_content", &row.utm_content),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| {
+        v.as_ref().map(|value| Param {
+            name: name.to_owned(),
+            value: value.clone(),
+        })
+    })
+    .collect();
+    let targets = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| Target {
+                key: k.clone(),
+                url: v.clone(),
+            })
+            .collect()
+    };
+    LinkRecord {
+        id: row.id.clone(),
+        destination_url: row.destination_url.clone(),
+        redirect_type: u16::try_from(row.redirect_type).unwrap_or(302),
+        forward_query: row.forward_query,
+        active: row.active,
+        archived: row.archived,
+        expires_at_ms: row.expires_at,
+        expired_url: row.expired_url.clone(),
+        click_limit: row.click_limit.and_then(|c| u64::try_from(c).ok()),
+        password_hash: row.password_hash.clone(),
+        ios_url: row.ios_url.clone(),
+        android_url: row.android_url.clone(),
+        device_targets: targets(&row.device_targets),
+        geo_targets: targets(&row.geo_targets),
+        utm,
+    }
+}
+
+impl LinkRow {
+    pub fn upsert_op(&self) -> ChangeOp {
+        ChangeOp::UpsertLink {
+            host: self.host.clone(),
+            slug: self.slug.clone(),
+            link: Box::new(edge_record(self)),
+        }
+    }
+
+    pub fn delete_op(&self) -> ChangeOp {
+        ChangeOp::DeleteLink {
+            host: self.host.clone(),
+            slug: self.slug.clone(),
+        }
+    }
+}
+
+pub(crate) const SELECT: &str = "SELECT l.id, l.team_id, l.domain_id, d.host, d.is_default, \
+    l.slug, l.destination_url, l.title, l.description, l.tags, l.password_hash, l.expires_at, \
+    l.expired_url, l.click_limit, l.geo_targets, l.device_targets, l.ios_url, l.android_url, \
+    l.utm_source, l.utm_medium, l.utm_campaign, l.utm_term, l.utm_content, l.external_id, \
+    l.redirect_type, l.forward_query, l.active, l.archived, l.visible, l.clicks, l.channel, \
+    l.created_at, l.updated_at FROM links l JOIN domains d ON d.id = l.domain_id";
+
+fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> sqlx::Result<T> {
+    let s: String = row.try_get(col)?;
+    serde_json::from_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<LinkRow> {
+    let flag = |col: &str| row.try_get::<i64, _>(col).map(|v| v != 0);
+    Ok(LinkRow {
+        id: row.try_get("id")?,
+        team_id: row.try_get("team_id")?,
+        domain_id: row.try_get("domain_id")?,
+        host: row.try_get("host")?,
+        domain_is_default: flag("is_default")?,
+        slug: row.try_get("slug")?,
+        destination_url: row.try_get("destination_url")?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        tags: json(row, "tags")?,
+        password_hash: row.try_get("password_hash")?,
+        expires_at: row.try_get("expires_at")?,
+        expired_url: row.try_get("expired_url")?,
+        click_limit: row.try_get("click_limit")?,
+        geo_targets: json(row, "geo_targets")?,
+        device_targets: json(row, "device_targets")?,
+        ios_url: row.try_get("ios_url")?,
+        android_url: row.try_get("android_url")?,
+        utm_source: row.try_get("utm_source")?,
+        utm_medium: row.try_get("utm_medium")?,
+        utm_campaign: row.try_get("utm_campaign")?,
+        utm_term: row.try_get("utm_term")?,
+        utm_content: row.try_get("utm_content")?,
+        external_id: row.try_get("external_id")?,
+        redirect_type: row.try_get("redirect_type")?,
+        forward_query: flag("forward_query")?,
+        active: flag("active")?,
+        archived: flag("archived")?,
+        visible: flag("visible")?,
+        clicks: row.try_get("clicks")?,
+        channel: row.try_get("channel")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> sqlx::Result<String> {
+    serde_json::to_string(v).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// A team's link by id.
+pub async fn get<'c, E>(exec: E, team_id: &str, id: &str) -> sqlx::Result<Option<LinkRow>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let sql = format!("{SELECT} WHERE l.team_id = $1 AND l.id = $2");
+    let row = sqlx::query(&sql)
+        .bind(team_id)
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// A team's link by the external id the client gave it.
+pub async fn get_by_external_id(
+    db: &Db,
+    team_id: &str,
+    external_id: &str,
+) -> sqlx::Result<Option<LinkRow>> {
+    let sql = format!("{SELECT} WHERE l.team_id = $1 AND l.external_id = $2");
+    let row = sqlx::query(&sql)
+        .bind(team_id)
+        .bind(external_id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Is `slug` taken on the domain (by any team: slugs are unique per domain)?
+pub async fn slug_taken(
+    conn: &mut AnyConnection,
+    domain_id: &str,
+    slug: &str,
+) -> sqlx::Result<bool> {
+    let row = sqlx::query("SELECT id FROM links WHERE domain_id = $1 AND slug = $2")
+        .bind(domain_id)
+        .bind(slug)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Is `external_id` used by another of the team's links?
+pub async fn external_id_taken(
+    conn: &mut AnyConnection,
+    team_id: &str,
+    external_id: &str,
+    except_link: &str,
+) -> sqlx::Result<bool> {
+    let row =
+        sqlx::query("SELECT id FROM links WHERE team_id = $1 AND external_id = $2 AND id <> $3")
+            .bind(team_id)
+            .bind(external_id)
+            .bind(except_link)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row.is_some())
+}
+
+async fn write_tags(conn: &mut AnyConnection, row: &LinkRow) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM link_tags WHERE link_id = $1")
+        .bind(&row.id)
+        .execute(&mut *conn)
+        .await?;
+    for tag in &row.tags {
+        sqlx::query("INSERT INTO link_tags (link_id, team_id, tag) VALUES ($1, $2, $3)")
+            .bind(&row.id)
+            .bind(&row.team_id)
+            .bind(tag)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn insert(conn: &mut AnyConnection, row: &LinkRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO links (id, team_id, domain_id, slug, destination_url, title, description, \
+         tags, password_hash, expires_at, expired_url, click_limit, geo_targets, device_targets, \
+         ios_url, android_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
+         external_id, redirect_type, forward_query, active, archived, visible, clicks, channel, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
+    )
+    .bind(&row.id)
+    .bind(&row.team_id)
+    .bind(&row.domain_id)
+    .bind(&row.slug)
+    .bind(&row.destination_url)
+    .bind(&row.title)
+    .bind(&row.description)
+    .bind(to_json(&row.tags)?)
+    .bind(&row.password_hash)
+    .bind(row.expires_at)
+    .bind(&row.expired_url)
+    .bind(row.click_limit)
+    .bind(to_json(&row.geo_targets)?)
+    .bind(to_json(&row.device_targets)?)
+    .bind(&row.ios_url)
+    .bind(&row.android_url)
+    .bind(&row.utm_source)
+    .bind(&row.utm_medium)
+    .bind(&row.utm_campaign)
+    .bind(&row.utm_term)
+    .bind(&row.utm_content)
+    .bind(&row.external_id)
+    .bind(row.redirect_type)
+    .bind(i64::from(row.forward_query))
+    .bind(i64::from(row.active))
+    .bind(i64::from(row.archived))
+    .bind(i64::from(row.visible))
+    .bind(row.clicks)
+    .bind(&row.channel)
+    .bind(row.created_at)
+    .bind(row.updated_at)
+    .execute(&mut *conn)
+    .await?;
+    write_tags(conn, row).await
+}
+
+/// Writes every mutable column of `row` (matched by id and team); false if no such link.
+pub async fn update(conn: &mut AnyConnection, row: &LinkRow) -> sqlx::Result<bool> {
+    let res = sqlx::query(
+        "UPDATE links SET domain_id = $1, slug = $2, destination_url = $3, title = $4, \
+         description = $5, tags = $6, password_hash = $7, expires_at = $8, expired_url = $9, \
+         click_limit = $10, geo_targets = $11, device_targets = $12, ios_url = $13, \
+         android_url = $14, utm_source = $15, utm_medium = $16, utm_campaign = $17, \
+         utm_term = $18, utm_content = $19, external_id = $20, redirect_type = $21, \
+         forward_query = $22, active = $23, archived = $24, visible = $25, updated_at = $26 \
+         WHERE id = $27 AND team_id = $28",
+    )
+    .bind(&row.domain_id)
+    .bind(&row.slug)
+    .bind(&row.destination_url)
+    .bind(&row.title)
+    .bind(&row.description)
+    .bind(to_json(&row.tags)?)
+    .bind(&row.password_hash)
+    .bind(row.expires_at)
+    .bind(&row.expired_url)
+    .bind(row.click_limit)
+    .bind(to_json(&row.geo_targets)?)
+    .bind(to_json(&row.device_targets)?)
+    .bind(&row.ios_url)
+    .bind(&row.android_url)
+    .bind(&row.utm_source)
+    .bind(&row.utm_medium)
+    .bind(&row.utm_campaign)
+    .bind(&row.utm_term)
+    .bind(&row.utm_content)
+    .bind(&row.external_id)
+    .bind(row.redirect_type)
+    .bind(i64::from(row.forward_query))
+    .bind(i64::from(row.active))
+    .bind(i64::from(row.archived))
+    .bind(i64::from(row.visible))
+    .bind(row.updated_at)
+    .bind(&row.id)
+    .bind(&row.team_id)
+    .execute(&mut *conn)
+    .await?;
+    if res.rows_affected() == 0 {
+        return Ok(false);
+    }
+    write_tags(conn, row).await?;
+    Ok(true)
+}
+
+/// Deletes a team's link; false if no such link.
+pub async fn delete(conn: &mut AnyConnection, team_id: &str, id: &str) -> sqlx::Result<bool> {
+    sqlx::query("DELETE FROM link_tags WHERE link_id = $1 AND team_id = $2")
+        .bind(id)
+        .bind(team_id)
+        .execute(&mut *conn)
+        .await?;
+    let res = sqlx::query("DELETE FROM links WHERE id = $1 AND team_id = $2")
+        .bind(id)
+        .bind(team_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(res.rows_affected() > 0)
+}
+
+/// Sort keys of the list endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Clicks,
+    Slug,
+}
+
+/// Filters and paging of [`list`]. Strings are matched as given (the API validates them).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Case-insensitive substring of slug, destination or title.
+    pub search: Option<String>,
+    pub domain_host: Option<String>,
+    pub tag: Option<String>,
+    pub active: Option<bool>,
+    pub archived: Option<bool>,
+    pub visible: Option<bool>,
+    pub sort: Sort,
+    pub descending: bool,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// Escapes `%`, `_` and the escape character itself for `LIKE … ESCAPE '!'`.
+fn like_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// One page of a team's links and the total number matching the filter.
+pub async fn list(db: &Db, team_id: &str, f: &ListFilter) -> sqlx::Result<(Vec<LinkRow>, u64)> {
+    // Placeholders are numbered in order of appearance; `args` collects the values to bind.
+    let mut args: Vec<String> = vec![team_id.to_owned()];
+    let mut clauses = vec!["l.team_id = $1".to_owned()];
+    if let Some(s) = &f.search {
+        let p = like_pattern(s);
+        let n = args.len();
+        clauses.push(format!(
+            "(LOWER(l.slug) LIKE LOWER(${}) ESCAPE '!' OR LOWER(l.destination_url) LIKE LOWER(${}) \
+             ESCAPE '!' OR LOWER(COALESCE(l.title, '')) LIKE LOWER(${}) ESCAPE '!')",
+            n + 1,
+            n + 2,
+            n + 3
+        ));
+        args.extend([p.clone(), p.clone(), p]);
+    }
+    if let Some(h) = &f.domain_host {
+        args.push(h.clone());
+        clauses.push(format!("d.host = ${}", args.len()));
+    }
+    if let Some(t) = &f.tag {
+        args.push(t.clone());
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM link_tags t WHERE t.link_id = l.id AND t.team_id = l.team_id \
+             AND t.tag = ${})",
+            args.len()
+        ));
+    }
+    for (col, v) in [
+        ("active", f.active),
+        ("archived", f.archived),
+        ("visible", f.visible),
+    ] {
+        if let Some(v) = v {
+            clauses.push(format!("l.{col} = {}", i64::from(v)));
+        }
+    }
+    let filter = clauses.join(" AND ");
+
+    let count_sql = format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM links l JOIN domains d ON d.id = l.domain_id \
+         WHERE {filter}"
+    );
+    let mut q = sqlx::query(&count_sql);
+    for a in &args {
+        q = q.bind(a);
+    }
+    let total: i64 = q.fetch_one(&db.pool).await?.try_get(0)?;
+
+    let col = match f.sort {
+        Sort::CreatedAt => "l.created_at",
+        Sort::UpdatedAt => "l.updated_at",
+        Sort::Clicks => "l.clicks",
+        Sort::Slug => "l.slug",
+    };
+    let dir = if f.descending { "DESC" } else { "ASC" };
+    let n = args.len();
+    let sql = format!(
+        "{SELECT} WHERE {filter} ORDER BY {col} {dir}, l.id {dir} LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let mut q = sqlx::query(&sql);
+    for a in &args {
+        q = q.bind(a);
+    }
+    let rows = q
+        .bind(i64::from(f.limit))
+        .bind(i64::try_from(f.offset).unwrap_or(i64::MAX))
+        .fetch_all(&db.pool)
+        .await?;
+    let rows = rows
+        .iter()
+        .map(from_row)
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    Ok((rows, u64::try_from(total).unwrap_or(0)))
+}

@@ -1,0 +1,147 @@
+//! The database: one sqlx `Any` pool over SQLite (the default, a file under the data dir) or
+//! Postgres, with migrations per backend. Every query in `db/` is written once and runs on both:
+//! `$N` placeholders in ascending order, times as unix-millisecond BIGINTs, flags as 0/1 BIGINTs,
+//! lists and maps as JSON text.
+//!
+//! Writes go through [`Db::begin_write`]. On SQLite it serialises writers inside the process (one
+//! writer at a time is all SQLite allows; waiting on an async mutex beats `SQLITE_BUSY`). On
+//! Postgres, [`changes::append`] takes a transaction-scoped advisory lock so feed sequence numbers
+//! become visible in commit order and a proxy reading the feed can never skip one.
+
+pub mod changes;
+pub mod domains;
+pub mod keys;
+pub mod links;
+pub mod snapshot;
+pub mod teams;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+    /// Held for the life of a write transaction on SQLite only.
+    write_lock: Arc<Mutex<()>>,
+}
+
+/// A write transaction. Commit with [`WriteTx::commit`]; dropping it rolls back.
+pub struct WriteTx {
+    pub tx: Transaction<'static, Any>,
+    pub backend: Backend,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> sqlx::Result<()> {
+        self.tx.commit().await
+    }
+}
+
+/// The SQLite URL for a data directory.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("sling.db").display())
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`).
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            anyhow::bail!("unsupported database url (expected sqlite:// or postgres://)");
+        };
+        if backend == Backend::Sqlite
+            && let Some(path) = url
+                .strip_prefix("sqlite://")
+                .and_then(|p| p.split('?').next())
+            && let Some(parent) = Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer; busy_timeout covers the
+                        // rare cross-process writer (a `sling keys create` while serving).
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA busy_timeout=5000").await?;
+                        conn.execute("PRAGMA foreign_keys=ON").await?;
+                        conn.execute("PRAGMA synchronous=NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to the {backend:?} database"))?;
+        Ok(Self {
+            pool,
+            backend,
+            write_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("applying migrations")?;
+        Ok(())
+    }
+
+    pub async fn begin_write(&self) -> sqlx::Result<WriteTx> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            _guard: guard,
+        })
+    }
+
+    /// Cheap liveness check for `/readyz`.
+    pub async fn ping(&self) -> sqlx::Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Current time in unix milliseconds.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}

@@ -1,0 +1,190 @@
+//! Teams (the tenants every other row belongs to) and first-start bootstrap.
+
+use anyhow::Context;
+use sling_shared::feed::ChangeOp;
+use sqlx::Row;
+
+use super::domains::{self, DomainRow};
+use super::{Backend, Db, changes, keys};
+
+/// Serialises concurrent bootstraps of several replicas on Postgres.
+const BOOTSTRAP_LOCK_KEY: i64 = 0x5_1197;
+pub const ADMIN_TEAM: &str = "admin";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub plan: String,
+    pub created_at: i64,
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> sqlx::Result<Team> {
+    Ok(Team {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        plan: row.try_get("plan")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Creates a team and returns it.
+pub async fn create_team(db: &Db, name: &str) -> anyhow::Result<Team> {
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= 100,
+        "team name must be 1 to 100 characters"
+    );
+    let mut w = db.begin_write().await?;
+    let team = insert_team(&mut w.tx, name, super::now_ms()).await?;
+    w.commit().await?;
+    Ok(team)
+}
+
+async fn insert_team(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+    now_ms: i64,
+) -> anyhow::Result<Team> {
+    let team = Team {
+        id: crate::ids::new_id("team"),
+        name: name.to_owned(),
+        plan: "free".into(),
+        created_at: now_ms,
+    };
+    sqlx::query("INSERT INTO teams (id, name, plan, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&team.id)
+        .bind(&team.name)
+        .bind(&team.plan)
+        .bind(team.created_at)
+        .execute(&mut *conn)
+        .await
+        .context("inserting team")?;
+    Ok(team)
+}
+
+pub async fn find_by_id(db: &Db, id: &str) -> sqlx::Result<Option<Team>> {
+    let row = sqlx::query("SELECT id, name, plan, created_at FROM teams WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The oldest team called `name` (names are not unique; ids are).
+pub async fn find_by_name(db: &Db, name: &str) -> sqlx::Result<Option<Team>> {
+    let row = sqlx::query(
+        "SELECT id, name, plan, created_at FROM teams WHERE name = $1 ORDER BY created_at, id LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The id of the team with this id, else of the team with this name, else of a new team with
+/// this name.
+pub async fn find_or_create_team(db: &Db, name_or_id: &str) -> anyhow::Result<String> {
+    if let Some(t) = find_by_id(db, name_or_id).await? {
+        return Ok(t.id);
+    }
+    if let Some(t) = find_by_name(db, name_or_id).await? {
+        return Ok(t.id);
+    }
+    Ok(create_team(db, name_or_id).await?.id)
+}
+
+/// Brings a database to a servable state; safe to call on every start.
+///
+/// 1. Ensures the default domain row exists (`is_default = 1`, no team, verified) under
+///    `default_domain_host`, renaming it when the configured host changed, and appends the
+///    feed changes that tell proxies.
+/// 2. When no team exists at all, creates team `admin` with a key of scope `*` and returns the
+///    key's secret (shown once); otherwise returns `None`.
+pub async fn bootstrap(db: &Db, default_domain_host: &str) -> anyhow::Result<Option<String>> {
+    let host = sling_shared::host::normalize_host(default_domain_host)
+        .with_context(|| format!("default domain {default_domain_host:?}"))?;
+    let now = super::now_ms();
+    let mut w = db.begin_write().await?;
+    if w.backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(BOOTSTRAP_LOCK_KEY)
+            .execute(&mut *w.tx)
+            .await?;
+    }
+
+    let mut ops: Vec<ChangeOp> = Vec::new();
+    match domains::default_domain(&mut *w.tx).await? {
+        None => {
+            if let Some(other) = domains::by_host(&mut *w.tx, &host).await? {
+                anyhow::bail!(
+                    "cannot make {host} the default domain: it is already a custom domain ({})",
+                    other.id
+                );
+            }
+            let d = DomainRow {
+                id: crate::ids::new_id("dom"),
+                team_id: None,
+                host: host.clone(),
+                is_default: true,
+                verified: true,
+                root_redirect: None,
+                not_found_redirect: None,
+            };
+            sqlx::query(
+                "INSERT INTO domains (id, team_id, host, is_default, verified, created_at, updated_at) \
+                 VALUES ($1, NULL, $2, 1, 1, $3, $4)",
+            )
+            .bind(&d.id)
+            .bind(&d.host)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *w.tx)
+            .await
+            .context("creating the default domain")?;
+            ops.push(d.upsert_op());
+        }
+        Some(mut d) if d.host != host => {
+            if domains::by_host(&mut *w.tx, &host).await?.is_some() {
+                anyhow::bail!(
+                    "cannot move the default domain to {host}: it is already a custom domain"
+                );
+            }
+            sqlx::query("UPDATE domains SET host = $1, updated_at = $2 WHERE id = $3")
+                .bind(&host)
+                .bind(now)
+                .bind(&d.id)
+                .execute(&mut *w.tx)
+                .await
+                .context("renaming the default domain")?;
+            ops.push(ChangeOp::DeleteDomain {
+                host: d.host.clone(),
+            });
+            d.host = host.clone();
+            ops.push(d.upsert_op());
+        }
+        Some(_) => {}
+    }
+
+    let teams: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM teams")
+        .fetch_one(&mut *w.tx)
+        .await?
+        .try_get(0)?;
+    let secret = if teams == 0 {
+        let team = insert_team(&mut w.tx, ADMIN_TEAM, now).await?;
+        let (_, secret) =
+            keys::insert_key(&mut w.tx, &team.id, "admin", &["*".to_owned()], None, now).await?;
+        Some(secret)
+    } else {
+        None
+    };
+
+    if !ops.is_empty() {
+        let seq = changes::append(&mut w, &ops, now).await?;
+        w.commit().await?;
+        tracing::info!(host = %host, feed_seq = seq, "default domain set");
+    } else {
+        w.commit().await?;
+    }
+    Ok(secret)
+}

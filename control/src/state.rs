@@ -1,0 +1,48 @@
+//! Shared state handed to every handler and background task.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    /// Highest feed sequence committed by this process; long-polls and the publisher wait on
+    /// it. (Other replicas' writes are picked up by the feed's periodic database check.)
+    pub feed_head: Arc<watch::Sender<u64>>,
+    /// Feed sequence of the newest snapshot this process has published.
+    pub snapshot_seq: Arc<watch::Sender<u64>>,
+    pub metrics: Arc<Metrics>,
+    /// Turns true when the process is shutting down; long-polls return early on it.
+    pub shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    pub fn new(db: Db, config: Config) -> Self {
+        Self {
+            db,
+            config: Arc::new(config),
+            feed_head: Arc::new(watch::channel(0).0),
+            snapshot_seq: Arc::new(watch::channel(0).0),
+            metrics: Arc::new(Metrics::new()),
+            shutdown: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// Call after committing a transaction that appended changes up to `seq`: wakes long-polls.
+    pub fn changes_committed(&self, seq: u64) {
+        self.feed_head.send_if_modified(|head| {
+            if seq > *head {
+                *head = seq;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}

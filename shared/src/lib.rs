@@ -4,6 +4,7 @@
 //! boundary.
 #![forbid(unsafe_code)]
 
+pub mod clicks;
 pub mod feed;
 pub mod host;
 pub mod link;

@@ -57,6 +57,9 @@ struct FeedQuery {
     after: u64,
     #[serde(default)]
     wait_ms: u64,
+    /// The snapshot the proxy serves; a newer published one ends the wait.
+    #[serde(default)]
+    snapshot: Option<u64>,
 }
 
 fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Response {
@@ -69,13 +72,19 @@ async fn feed(_: FleetAuth, State(state): State<AppState>, Query(q): Query<FeedQ
     let deadline = Instant::now() + Duration::from_millis(q.wait_ms).min(MAX_WAIT);
     let mut head_rx = state.feed_head.subscribe();
     let mut shutdown = state.shutdown.subscribe();
+    let mut snapshot_rx = state.snapshot_seq.subscribe();
+    let newer_snapshot = |seq: u64| q.snapshot.is_some_and(|served| seq > served);
     loop {
         head_rx.mark_unchanged();
         let changes = match changes::after(&state.db, q.after, MAX_PAGE).await {
             Ok(c) => c,
             Err(e) => return unavailable("change feed: database unavailable", &e),
         };
-        if !changes.is_empty() || Instant::now() >= deadline || *shutdown.borrow() {
+        if !changes.is_empty()
+            || Instant::now() >= deadline
+            || *shutdown.borrow()
+            || newer_snapshot(*snapshot_rx.borrow_and_update())
+        {
             return feed_page(&state, q.after, changes).await;
         }
         tokio::select! {
@@ -83,6 +92,7 @@ async fn feed(_: FleetAuth, State(state): State<AppState>, Query(q): Query<FeedQ
             _ = tokio::time::sleep(RECHECK) => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}
+            _ = snapshot_rx.changed() => {}
         }
     }
 }

@@ -32,7 +32,7 @@ pub async fn publish_once(state: &AppState) -> anyhow::Result<u64> {
         let bytes = sling_shared::snapshot::encode(&body, seq, now)?;
         drop(body);
         sling_shared::snapshot::write_atomic(&dir, seq, &bytes)?;
-        sling_shared::snapshot::prune(&dir, KEEP_FILES)?;
+        sling_shared::snapshot::prune(&dir, seq, KEEP_FILES - 1)?;
         Ok((links, bytes.len() as u64))
     })
     .await

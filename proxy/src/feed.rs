@@ -26,7 +26,7 @@ const POLL_GRACE: Duration = Duration::from_secs(10);
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Snapshot files kept on disk: the served one and its predecessor.
-const KEEP_SNAPSHOTS: usize = 2;
+const KEEP_OLDER_SNAPSHOTS: usize = 1;
 /// If an empty page comes back faster than this, the control plane is not long-polling: pause so
 /// the loop does not spin.
 const MIN_EMPTY_POLL: Duration = Duration::from_millis(100);
@@ -73,7 +73,7 @@ impl Follower {
 
         loop {
             let started = Instant::now();
-            let page = match self.poll(applied).await {
+            let page = match self.poll(applied, state.snapshots.seq()).await {
                 Ok(page) => page,
                 Err(error) => {
                     let delay = poll_backoff.next_delay();
@@ -90,8 +90,9 @@ impl Follower {
                 match self.fetch_snapshot(served).await {
                     Ok(Some(loaded)) => {
                         applied = applied.max(loaded.seq());
+                        let served = loaded.seq();
                         state.install_snapshot(loaded);
-                        self.prune().await;
+                        self.prune(served).await;
                         snapshot_backoff.reset();
                         snapshot_retry_at = None;
                     }
@@ -150,9 +151,11 @@ impl Follower {
         }
     }
 
-    async fn poll(&self, after: u64) -> anyhow::Result<FeedPage> {
+    /// One long poll. `served` tells the control plane which snapshot we hold, so it can answer
+    /// as soon as a newer one is published rather than only when a change arrives.
+    async fn poll(&self, after: u64, served: u64) -> anyhow::Result<FeedPage> {
         let url = format!(
-            "{}{FEED_PATH}?after={after}&wait_ms={}",
+            "{}{FEED_PATH}?after={after}&snapshot={served}&wait_ms={}",
             self.control.url,
             self.wait.as_millis()
         );
@@ -218,10 +221,10 @@ impl Follower {
 
     /// Deletes old snapshot files. Mapped files stay readable until unmapped, so this never pulls
     /// data from under a request.
-    async fn prune(&self) {
+    async fn prune(&self, served_seq: u64) {
         let dir = self.state.snapshot_dir.clone();
         let result = tokio::task::spawn_blocking(move || {
-            sling_shared::snapshot::prune(&dir, KEEP_SNAPSHOTS)
+            sling_shared::snapshot::prune(&dir, served_seq, KEEP_OLDER_SNAPSHOTS)
         })
         .await;
         match result {

@@ -289,9 +289,14 @@ pub fn write_atomic(dir: &Path, feed_seq: u64, bytes: &[u8]) -> io::Result<PathB
     Ok(final_path)
 }
 
-/// Deletes all but the `keep` newest snapshot files (and stale temp files) in `dir`.
-pub fn prune(dir: &Path, keep: usize) -> io::Result<()> {
-    for (_, path) in list_files(dir)?.into_iter().skip(keep) {
+/// Deletes snapshot files older than `served_seq` beyond the `keep_older` newest of them (and
+/// stale temp files). Files at or above `served_seq` are never touched: the served file must
+/// survive, and a newer file that failed verification is not evidence that older good ones can go.
+pub fn prune(dir: &Path, served_seq: u64, keep_older: usize) -> io::Result<()> {
+    let older = list_files(dir)?
+        .into_iter()
+        .filter(|(seq, _)| *seq < served_seq);
+    for (_, path) in older.skip(keep_older) {
         fs::remove_file(path)?;
     }
     for entry in fs::read_dir(dir)? {
@@ -391,12 +396,15 @@ mod tests {
             .map(|(s, _)| s)
             .collect();
         assert_eq!(seqs, vec![10, 7, 3]);
-        prune(dir.path(), 2).unwrap();
+        // Serving 7: 10 (newer, possibly damaged) and 7 stay; of the older ones only the newest
+        // `keep_older` (1) does.
+        write_atomic(dir.path(), 1, &encode(&sample(), 1, 0).unwrap()).unwrap();
+        prune(dir.path(), 7, 1).unwrap();
         let seqs: Vec<u64> = list_files(dir.path())
             .unwrap()
             .into_iter()
             .map(|(s, _)| s)
             .collect();
-        assert_eq!(seqs, vec![10, 7]);
+        assert_eq!(seqs, vec![10, 7, 3]);
     }
 }

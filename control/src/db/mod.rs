@@ -124,7 +124,14 @@ impl Db {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let tx = self.pool.begin().await?;
+        let tx = match self.backend {
+            // IMMEDIATE takes the write lock up front, where busy_timeout applies. A deferred
+            // transaction that reads first and then writes fails at once with "database is locked"
+            // when any other connection (a key's last-used touch, feed pruning, another process)
+            // is writing at that moment.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(WriteTx {
             tx,
             backend: self.backend,

@@ -153,13 +153,13 @@ impl Harness {
 
     pub async fn cleanup(self) {
         self.db.pool.close().await;
-        if let Some((admin, name)) = self.pg {
-            if let Ok(mut c) = sqlx::AnyConnection::connect(&admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c)
-                    .await;
-                let _ = c.close().await;
-            }
+        if let Some((admin, name)) = self.pg
+            && let Ok(mut c) = sqlx::AnyConnection::connect(&admin).await
+        {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut c)
+                .await;
+            let _ = c.close().await;
         }
     }
 

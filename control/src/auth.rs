@@ -12,6 +12,11 @@
 //! gets 403 naming the scope. The scope a route needs is read from the route table
 //! (`crate::api::ROUTES`) by the extractor itself, before the body is parsed; a route that is not
 //! in the table requires `*`.
+//!
+//! [`authenticate`] runs once per request, in the rate-limit middleware (`crate::ratelimit`),
+//! which needs the team to pick its budget; it leaves the [`Caller`] in the request extensions
+//! where the extractor finds it. Nothing is cached between requests: revoking a key takes effect
+//! on the next request on every replica.
 
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::{header, request::Parts};
@@ -111,7 +116,11 @@ pub fn is_known_scope(s: &str) -> bool {
 pub struct Caller {
     pub team_id: String,
     pub key_id: String,
+    /// The key's lookup prefix (`sk_` + 9 characters): safe to log and show.
+    pub key_prefix: String,
     pub scopes: Vec<String>,
+    /// The team's plan name (`teams.plan`), resolved through `config.plans`.
+    pub plan: String,
 }
 
 impl Caller {
@@ -155,42 +164,61 @@ fn presented_key(parts: &Parts) -> Result<Option<String>, ApiError> {
     Ok(from_query)
 }
 
+/// Does the request carry a key at all (in any of the three places)?
+pub fn presents_key(parts: &Parts) -> bool {
+    !matches!(presented_key(parts), Ok(None))
+}
+
+/// Authenticates the key a request presents: one indexed query (key joined with its team's
+/// plan), a constant-time hash comparison, revocation and expiry checked against the row just
+/// read (so a revocation is effective on the very next request, on every replica). Scopes are
+/// not checked here (see the [`Caller`] extractor).
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let secret = presented_key(parts)?.ok_or(ApiError::Unauthorized(
+        "an API key is required (Authorization: Bearer, X-API-Key or ?key=)",
+    ))?;
+    let invalid = ApiError::Unauthorized("invalid, revoked or expired API key");
+    let Some(prefix) = lookup_prefix(&secret) else {
+        return Err(invalid);
+    };
+    let Some((key, plan)) = keys::find_for_auth(&state.db, prefix).await? else {
+        return Err(invalid);
+    };
+    let presented = hash_secret(&secret);
+    if !bool::from(presented.as_bytes().ct_eq(key.secret_hash.as_bytes())) {
+        return Err(invalid);
+    }
+    let now = db::now_ms();
+    if key.revoked_at.is_some() || key.expires_at.is_some_and(|e| e <= now) {
+        return Err(invalid);
+    }
+    if key.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY_MS) {
+        // Off the request's path: a lost update only makes `last_used_at` a minute staler.
+        let db = state.db.clone();
+        let id = key.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = keys::touch(&db, &id, now).await {
+                tracing::debug!(error = %e, key_id = %id, "could not update last_used_at");
+            }
+        });
+    }
+    Ok(Caller {
+        team_id: key.team_id,
+        key_id: key.id,
+        key_prefix: key.prefix,
+        scopes: key.scopes,
+        plan,
+    })
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = presented_key(parts)?.ok_or(ApiError::Unauthorized(
-            "an API key is required (Authorization: Bearer, X-API-Key or ?key=)",
-        ))?;
-        let invalid = ApiError::Unauthorized("invalid, revoked or expired API key");
-        let Some(prefix) = lookup_prefix(&secret) else {
-            return Err(invalid);
-        };
-        let Some(key) = keys::find_by_prefix(&state.db, prefix).await? else {
-            return Err(invalid);
-        };
-        let presented = hash_secret(&secret);
-        if !bool::from(presented.as_bytes().ct_eq(key.secret_hash.as_bytes())) {
-            return Err(invalid);
-        }
-        let now = db::now_ms();
-        if key.revoked_at.is_some() || key.expires_at.is_some_and(|e| e <= now) {
-            return Err(invalid);
-        }
-        if key.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY_MS) {
-            // Off the request's path: a lost update only makes `last_used_at` a minute staler.
-            let db = state.db.clone();
-            let id = key.id.clone();
-            tokio::spawn(async move {
-                if let Err(e) = keys::touch(&db, &id, now).await {
-                    tracing::debug!(error = %e, key_id = %id, "could not update last_used_at");
-                }
-            });
-        }
-        let caller = Caller {
-            team_id: key.team_id,
-            key_id: key.id,
-            scopes: key.scopes,
+        // The rate-limit middleware has usually authenticated the request already.
+        let caller = match parts.extensions.get::<Caller>() {
+            Some(c) => c.clone(),
+            None => authenticate(parts, state).await?,
         };
         // The scope comes from the route table; a route missing from it needs `*` (fail closed).
         let route = parts

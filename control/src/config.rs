@@ -42,6 +42,24 @@ pub struct ServeArgs {
     /// Largest request body accepted by the API, in bytes.
     #[arg(long, env = "SLING_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Keep raw click events (what unique-visitor counts are computed from) this many days;
+    /// the 15-minute click rollups are kept forever.
+    #[arg(long, env = "SLING_CLICK_RETENTION_DAYS", default_value_t = 90)]
+    pub click_retention_days: u64,
+    /// Plans file (TOML, or JSON when named `*.json`) overriding and extending the built-in
+    /// plans free, pro, business, lifetime and unlimited. See `sling plans list`.
+    #[arg(long, env = "SLING_PLANS_FILE")]
+    pub plans_file: Option<PathBuf>,
+    /// `redis://…`: share rate limits across control-plane replicas through Redis. Without it
+    /// each replica limits on its own (in memory).
+    #[arg(long, env = "SLING_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key sling writes.
+    #[arg(long, env = "SLING_REDIS_KEY_PREFIX", default_value = "sling:rl:")]
+    pub redis_key_prefix: String,
+    /// Requests per minute per client IP for calls without a valid API key.
+    #[arg(long, env = "SLING_ANONYMOUS_PER_MINUTE", default_value_t = 120)]
+    pub anonymous_per_minute: u32,
 }
 
 /// Validated configuration of the control plane.
@@ -61,6 +79,15 @@ pub struct Config {
     pub snapshot_after_changes: u64,
     pub feed_retention: Duration,
     pub max_body_bytes: usize,
+    /// How long raw click events are kept (`--click-retention-days`).
+    pub click_retention: Duration,
+    /// The plan catalogue (built-ins plus `--plans-file`).
+    pub plans: std::sync::Arc<crate::plans::Plans>,
+    /// Redis for shared rate limits; `None` keeps them in memory.
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: String,
+    /// Budget of unauthenticated callers, per client IP and minute.
+    pub anonymous_per_minute: u32,
 }
 
 impl ServeArgs {
@@ -88,7 +115,16 @@ impl ServeArgs {
             .database_url
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| crate::db::sqlite_url(&self.data_dir));
+        let plans = load_plans(self.plans_file.as_deref())?;
+        anyhow::ensure!(
+            self.anonymous_per_minute > 0,
+            "--anonymous-per-minute must be at least 1"
+        );
         Ok(Config {
+            plans: std::sync::Arc::new(plans),
+            redis_url: self.redis_url.filter(|u| !u.trim().is_empty()),
+            redis_key_prefix: self.redis_key_prefix,
+            anonymous_per_minute: self.anonymous_per_minute,
             snapshot_dir: self.data_dir.join("snapshots"),
             data_dir: self.data_dir,
             database_url,
@@ -100,6 +136,9 @@ impl ServeArgs {
             snapshot_after_changes: self.snapshot_after_changes.max(1),
             feed_retention: Duration::from_secs(self.feed_retention_secs),
             max_body_bytes: self.max_body_bytes,
+            click_retention: Duration::from_secs(
+                self.click_retention_days.max(1).saturating_mul(86_400),
+            ),
         })
     }
 }
@@ -119,6 +158,19 @@ impl Config {
             snapshot_after_changes: 10_000,
             feed_retention: Duration::from_secs(86_400),
             max_body_bytes: 2 * 1024 * 1024,
+            click_retention: Duration::from_secs(90 * 86_400),
+            plans: Default::default(),
+            redis_url: None,
+            redis_key_prefix: "sling:rl:".into(),
+            anonymous_per_minute: 120,
         }
+    }
+}
+
+/// The built-in plans, overridden by `path` when given.
+pub fn load_plans(path: Option<&std::path::Path>) -> anyhow::Result<crate::plans::Plans> {
+    match path {
+        Some(p) => crate::plans::Plans::load(p),
+        None => Ok(crate::plans::Plans::builtin()),
     }
 }

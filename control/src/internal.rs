@@ -9,7 +9,7 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use sling_shared::feed::{FEED_PATH, FeedPage, MAX_PAGE, SNAPSHOT_PATH, SNAPSHOT_SEQ_HEADER};
 use subtle::ConstantTimeEq;
@@ -27,6 +27,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(FEED_PATH, get(feed))
         .route(SNAPSHOT_PATH, get(snapshot))
+        .route(
+            sling_shared::clicks::CLICKS_PATH,
+            post(crate::ingest::handler),
+        )
 }
 
 /// Proof that the request carried the fleet token (checked in constant time).

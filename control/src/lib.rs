@@ -3,15 +3,20 @@
 //! it with the background publisher until shutdown.
 
 pub mod api;
+pub mod api_logs;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod ids;
+pub mod ingest;
 pub mod internal;
 pub mod metrics;
 pub mod ops;
+pub mod plans;
 pub mod publish;
+pub mod ratelimit;
 pub mod secrets;
 pub mod state;
 pub mod validate;
@@ -31,6 +36,8 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             ops::track,
         ))
+        // The rate-limit middleware inside `api::router` finds the state here.
+        .layer(axum::Extension(state.clone()))
         .with_state(state)
 }
 
@@ -61,8 +68,18 @@ pub async fn run(
     state.changes_committed(head);
 
     let publisher = tokio::spawn(publish::run(state.clone(), state.shutdown.subscribe()));
+    let pruner = tokio::spawn(ingest::prune_loop(
+        state.clone(),
+        state.shutdown.subscribe(),
+    ));
+    let upkeep = tokio::spawn(api_logs::maintain(
+        state.clone(),
+        state.shutdown.subscribe(),
+    ));
     let stop = state.shutdown.clone();
-    axum::serve(listener, app(state))
+    // ConnectInfo gives unauthenticated callers their per-IP rate-limit budget.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             shutdown.await;
             stop.send_replace(true);
@@ -70,6 +87,8 @@ pub async fn run(
         .await
         .context("serving the API")?;
     publisher.await.context("publisher task")?;
+    pruner.await.context("click pruning task")?;
+    upkeep.await.context("API log upkeep task")?;
     Ok(())
 }
 

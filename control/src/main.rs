@@ -1,6 +1,7 @@
 //! `sling`: the control plane's command line. `up` runs the control plane and a proxy in one
-//! process (the quick start); `serve` runs the control plane alone; `migrate` and `keys create`
-//! are one-shot administration commands.
+//! process (the quick start); `serve` runs the control plane alone; `migrate`, `keys
+//! create|list|revoke`, `teams create|list|set-plan` and `plans list` are one-shot
+//! administration commands.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,76 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Manage teams and their plans.
+    Teams {
+        #[command(subcommand)]
+        command: TeamsCommand,
+    },
+    /// Show the plan catalogue.
+    Plans {
+        #[command(subcommand)]
+        command: PlansCommand,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct PlansArgs {
+    /// Plans file overriding the built-in plans (as `sling serve --plans-file`).
+    #[arg(long, env = "SLING_PLANS_FILE")]
+    plans_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum TeamsCommand {
+    /// Create a team and print its id.
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        plans: PlansArgs,
+        /// The team's name.
+        #[arg(long)]
+        name: String,
+        /// The team's plan.
+        #[arg(long, default_value = sling_control::plans::DEFAULT_PLAN)]
+        plan: String,
+    },
+    /// List teams: id, plan, created, name (tab-separated).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Move a team to another plan (effective on its next request).
+    SetPlan {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        plans: PlansArgs,
+        /// Team id or name.
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        plan: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PlansCommand {
+    /// Print every plan and its limits (JSON).
+    List {
+        #[command(flatten)]
+        plans: PlansArgs,
+        /// Accepted for symmetry with the other commands; plans live in configuration.
+        #[arg(
+            long,
+            env = "SLING_DATA_DIR",
+            default_value = "./sling-data",
+            hide = true
+        )]
+        data_dir: PathBuf,
+        #[arg(long, env = "SLING_DATABASE_URL", hide = true)]
+        database_url: Option<String>,
     },
 }
 
@@ -82,6 +153,22 @@ enum KeysCommand {
         /// Expire the key after this many days.
         #[arg(long)]
         expires_in_days: Option<u32>,
+    },
+    /// List keys (never secrets): id, prefix, team, scopes, state, name (tab-separated).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only this team's keys (id or name).
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Revoke a key by id or prefix; refused from the next request on.
+    Revoke {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Key id (`key_…`) or prefix (`sk_…`, 12 characters).
+        #[arg(long)]
+        key: String,
     },
 }
 
@@ -141,7 +228,121 @@ async fn main() -> anyhow::Result<()> {
             println!("{secret}");
             Ok(())
         }
+        Command::Keys {
+            command: KeysCommand::List { db, team },
+        } => {
+            let db = db.connect().await?;
+            let team_id = match team {
+                Some(t) => Some(team_id(&db, &t).await?),
+                None => None,
+            };
+            let now = db::now_ms();
+            for k in db::keys::list_all(&db).await? {
+                if team_id.as_ref().is_some_and(|t| *t != k.team_id) {
+                    continue;
+                }
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k.expires_at.is_some_and(|e| e <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{state}\t{}",
+                    k.id,
+                    k.prefix,
+                    k.team_id,
+                    k.scopes.join(","),
+                    k.name
+                );
+            }
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Revoke { db, key },
+        } => {
+            let db = db.connect().await?;
+            anyhow::ensure!(
+                db::keys::revoke_any(&db, &key).await?,
+                "no active key with id or prefix {key:?}"
+            );
+            println!("revoked {key}");
+            Ok(())
+        }
+        Command::Teams { command } => teams(command).await,
+        Command::Plans {
+            command: PlansCommand::List { plans, .. },
+        } => {
+            let plans = sling_control::config::load_plans(plans.plans_file.as_deref())?;
+            let all: Vec<_> = plans.iter().collect();
+            println!("{}", serde_json::to_string_pretty(&all)?);
+            Ok(())
+        }
     }
+}
+
+/// The id of the team with this id or name.
+async fn team_id(db: &Db, name_or_id: &str) -> anyhow::Result<String> {
+    Ok(db::teams::find(db, name_or_id)
+        .await?
+        .with_context(|| format!("no team with id or name {name_or_id:?}"))?
+        .id)
+}
+
+fn check_plan(plans: &PlansArgs, plan: &str) -> anyhow::Result<()> {
+    let catalogue = sling_control::config::load_plans(plans.plans_file.as_deref())?;
+    anyhow::ensure!(
+        catalogue.get(plan).is_some(),
+        "unknown plan {plan:?} (known: {})",
+        catalogue
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+async fn teams(command: TeamsCommand) -> anyhow::Result<()> {
+    match command {
+        TeamsCommand::Create {
+            db,
+            plans,
+            name,
+            plan,
+        } => {
+            check_plan(&plans, &plan)?;
+            let db = db.connect().await?;
+            let team = db::teams::create_team_with_plan(&db, &name, &plan).await?;
+            println!("{}", team.id);
+        }
+        TeamsCommand::List { db } => {
+            let db = db.connect().await?;
+            for t in db::teams::list(&db).await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    t.id,
+                    t.plan,
+                    sling_control::validate::rfc3339(t.created_at),
+                    t.name
+                );
+            }
+        }
+        TeamsCommand::SetPlan {
+            db,
+            plans,
+            team,
+            plan,
+        } => {
+            check_plan(&plans, &plan)?;
+            let db = db.connect().await?;
+            let id = team_id(&db, &team).await?;
+            db::teams::set_plan(&db, &id, &plan).await?;
+            println!("team {id} is on plan {plan}");
+        }
+    }
+    Ok(())
 }
 
 /// The quick start: control plane and proxy in one process, sharing one shutdown.

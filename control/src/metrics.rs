@@ -27,6 +27,8 @@ pub struct Metrics {
     pub snapshot_build_seconds: Histogram,
     pub snapshot_failures: Counter,
     pub feed_polls: Counter,
+    /// Click ingestion (`crate::ingest`).
+    pub clicks: crate::ingest::ClickMetrics,
     /// Unix ms of the newest published snapshot; the age gauge is derived at scrape time.
     snapshot_published_ms: AtomicI64,
     snapshot_age_seconds: Gauge,
@@ -95,6 +97,7 @@ impl Metrics {
             "Change-feed requests served",
             feed_polls.clone(),
         );
+        let clicks = crate::ingest::ClickMetrics::register(&mut registry);
         let snapshot_age_seconds = Gauge::default();
         registry.register(
             "snapshot_age_seconds",
@@ -112,6 +115,7 @@ impl Metrics {
             snapshot_build_seconds,
             snapshot_failures,
             feed_polls,
+            clicks,
             snapshot_published_ms: AtomicI64::new(0),
             snapshot_age_seconds,
         }

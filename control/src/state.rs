@@ -20,11 +20,28 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Turns true when the process is shutting down; long-polls return early on it.
     pub shutdown: Arc<watch::Sender<bool>>,
+    /// Per-team request rate limits (in memory, or shared through Redis).
+    pub limiter: Arc<crate::ratelimit::Limiter>,
+    /// Queue of API call log entries (written by a background task).
+    pub api_logs: crate::api_logs::ApiLogSink,
+    /// The time quotas are counted in; tests pin it.
+    pub clock: crate::clock::Clock,
 }
 
 impl AppState {
     pub fn new(db: Db, config: Config) -> Self {
+        let limiter = match &config.redis_url {
+            Some(url) => crate::ratelimit::Limiter::redis(url, &config.redis_key_prefix)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "bad Redis URL; rate limits stay per replica");
+                    crate::ratelimit::Limiter::local()
+                }),
+            None => crate::ratelimit::Limiter::local(),
+        };
         Self {
+            limiter: Arc::new(limiter),
+            api_logs: crate::api_logs::ApiLogSink::start(db.clone()),
+            clock: crate::clock::Clock::system(),
             db,
             config: Arc::new(config),
             feed_head: Arc::new(watch::channel(0).0),

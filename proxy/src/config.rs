@@ -4,10 +4,12 @@
 //! with [`Config::new`] and never touches the process environment.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use http::HeaderName;
+use ipnet::IpNet;
 
 /// Longest long-poll wait the proxy asks for; the control plane may cap it lower.
 pub const MAX_FEED_WAIT: Duration = Duration::from_secs(120);
@@ -65,6 +67,60 @@ pub struct Args {
     /// How long a graceful shutdown waits for in-flight connections, in milliseconds.
     #[arg(long, env = "SLING_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
+
+    /// Click tracking: `on` records every followed link; `off` records nothing (for comparisons).
+    #[arg(long, env = "SLING_CLICKS", value_enum, default_value_t = Switch::On)]
+    pub clicks: Switch,
+
+    /// Directory of click batches not yet delivered to the control plane (one fsync'd JSON file
+    /// per batch, replayed on start). Default: `click-spool` beside --snapshot-dir.
+    #[arg(long, env = "SLING_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Comma-separated CIDRs (or addresses) of reverse proxies / load balancers whose
+    /// X-Forwarded-For, Forwarded and --country-header are believed. Empty: only the socket
+    /// address counts.
+    #[arg(long, env = "SLING_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
+    /// MaxMind-format (GeoIP2/GeoLite2/DB-IP .mmdb) country database; overrides the tor files.
+    #[arg(long, env = "SLING_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+
+    /// Directory with tor's `geoip` and `geoip6` range files (Debian package tor-geoipdb), the
+    /// free default country source. Missing files mean no country.
+    #[arg(long, env = "SLING_TOR_GEOIP_DIR", default_value = "/usr/share/tor")]
+    pub tor_geoip_dir: PathBuf,
+
+    /// Request header carrying the visitor's country from a trusted CDN (e.g. CF-IPCountry);
+    /// believed only when the socket peer is in --trusted-proxies.
+    #[arg(long, env = "SLING_COUNTRY_HEADER")]
+    pub country_header: Option<String>,
+
+    /// Most click events in one batch sent to the control plane.
+    #[arg(long, env = "SLING_CLICK_BATCH_SIZE", default_value_t = 1000)]
+    pub click_batch_size: usize,
+
+    /// Longest a click waits before its (partial) batch is sent, in milliseconds.
+    #[arg(long, env = "SLING_CLICK_BATCH_MS", default_value_t = 250)]
+    pub click_batch_ms: u64,
+
+    /// Clicks buffered between request handlers and the shipper thread; beyond it clicks are
+    /// written to the spool instead (never dropped, never waited for).
+    #[arg(long, env = "SLING_CLICK_CHANNEL_CAPACITY", default_value_t = 65_536)]
+    pub click_channel_capacity: usize,
+
+    /// This proxy's name in click batch ids and control-plane logs. Default: the host name.
+    #[arg(long, env = "SLING_PROXY_ID")]
+    pub proxy_id: Option<String>,
+}
+
+/// `on` / `off`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Switch {
+    #[default]
+    On,
+    Off,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,6 +155,91 @@ pub struct Config {
     pub feed_wait: Duration,
     /// Graceful-shutdown budget for draining connections.
     pub drain_timeout: Duration,
+    /// Click tracking (see [`crate::clicks`]).
+    pub clicks: ClicksConfig,
+}
+
+/// Click tracking settings. [`Config::new`] fills in the CLI defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClicksConfig {
+    /// `false`: redirects record nothing and no shipper runs.
+    pub enabled: bool,
+    /// Undelivered batches; created if missing.
+    pub spool_dir: PathBuf,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// A MaxMind-format database; wins over the tor files.
+    pub geoip_db: Option<PathBuf>,
+    /// Where tor's `geoip` / `geoip6` live; `None` disables them.
+    pub tor_geoip_dir: Option<PathBuf>,
+    /// Trusted CDN country header.
+    pub country_header: Option<HeaderName>,
+    pub batch_size: usize,
+    pub batch_interval: Duration,
+    pub channel_capacity: usize,
+    /// File-name-safe proxy name used in batch ids.
+    pub proxy_id: String,
+}
+
+impl ClicksConfig {
+    /// The CLI defaults, with the spool beside `snapshot_dir`.
+    pub fn defaults_for(snapshot_dir: &Path) -> Self {
+        Self {
+            enabled: true,
+            spool_dir: default_spool_dir(snapshot_dir),
+            trusted_proxies: Vec::new(),
+            geoip_db: None,
+            tor_geoip_dir: Some(PathBuf::from("/usr/share/tor")),
+            country_header: None,
+            batch_size: 1000,
+            batch_interval: Duration::from_millis(250),
+            channel_capacity: 65_536,
+            proxy_id: default_proxy_id(),
+        }
+    }
+}
+
+/// `click-spool` next to the snapshot directory (`./sling-data/proxy-snapshots` →
+/// `./sling-data/click-spool`).
+pub fn default_spool_dir(snapshot_dir: &Path) -> PathBuf {
+    match snapshot_dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.join("click-spool"),
+        _ => PathBuf::from("click-spool"),
+    }
+}
+
+/// The host name, reduced to `[A-Za-z0-9._-]`; `proxy` when it cannot be read.
+fn default_proxy_id() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let id = sanitize_proxy_id(raw.trim());
+    if id.is_empty() {
+        "proxy".to_owned()
+    } else {
+        id
+    }
+}
+
+fn sanitize_proxy_id(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect()
+}
+
+/// Parses `--trusted-proxies`: comma-separated CIDRs or bare addresses.
+pub fn parse_trusted_proxies(raw: &str) -> Result<Vec<IpNet>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::TrustedProxy(s.to_owned()))
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -115,17 +256,32 @@ pub enum ConfigError {
     DefaultDomain(String, sling_shared::host::HostError),
     #[error("--feed-wait-ms must be at most {} ms", MAX_FEED_WAIT.as_millis())]
     FeedWait,
+    #[error("--trusted-proxies: {0:?} is neither a CIDR nor an IP address")]
+    TrustedProxy(String),
+    #[error("--country-header {0:?} is not a valid header name")]
+    CountryHeader(String),
+    #[error(
+        "--click-batch-size must be between 1 and {}",
+        sling_shared::clicks::MAX_BATCH_EVENTS
+    )]
+    BatchSize,
+    #[error("--click-batch-ms and --click-channel-capacity must be at least 1")]
+    ClickTuning,
+    #[error("--proxy-id must contain at least one of A-Z a-z 0-9 . _ -")]
+    ProxyId,
 }
 
 impl Config {
     /// Defaults matching the CLI's, serving `snapshot_dir` with no control plane. Change fields
     /// (or use [`Config::with_control`]) before handing it to [`crate::run`].
     pub fn new(snapshot_dir: impl Into<PathBuf>) -> Self {
+        let snapshot_dir = snapshot_dir.into();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9080)),
             control: None,
-            snapshot_dir: snapshot_dir.into(),
+            clicks: ClicksConfig::defaults_for(&snapshot_dir),
+            snapshot_dir,
             default_domain: "localhost".to_owned(),
             feed_wait: Duration::from_millis(25_000),
             drain_timeout: Duration::from_secs(10),
@@ -160,6 +316,7 @@ impl TryFrom<Args> for Config {
         if feed_wait > MAX_FEED_WAIT {
             return Err(ConfigError::FeedWait);
         }
+        let clicks = clicks_config(&args)?;
         let mut config = Config {
             listen: args.listen,
             admin_listen: args.admin_listen,
@@ -168,12 +325,48 @@ impl TryFrom<Args> for Config {
             default_domain,
             feed_wait,
             drain_timeout: Duration::from_millis(args.drain_timeout_ms),
+            clicks,
         };
         if let Some(url) = args.control_url {
             config = config.with_control(&url, args.fleet_token.unwrap_or_default())?;
         }
         Ok(config)
     }
+}
+
+fn clicks_config(args: &Args) -> Result<ClicksConfig, ConfigError> {
+    if args.click_batch_size == 0 || args.click_batch_size > sling_shared::clicks::MAX_BATCH_EVENTS
+    {
+        return Err(ConfigError::BatchSize);
+    }
+    if args.click_batch_ms == 0 || args.click_channel_capacity == 0 {
+        return Err(ConfigError::ClickTuning);
+    }
+    let country_header = match args.country_header.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => Some(
+            HeaderName::try_from(name).map_err(|_| ConfigError::CountryHeader(name.to_owned()))?,
+        ),
+    };
+    let mut clicks = ClicksConfig::defaults_for(&args.snapshot_dir);
+    if let Some(id) = &args.proxy_id {
+        clicks.proxy_id = sanitize_proxy_id(id);
+        if clicks.proxy_id.is_empty() {
+            return Err(ConfigError::ProxyId);
+        }
+    }
+    Ok(ClicksConfig {
+        enabled: args.clicks == Switch::On,
+        spool_dir: args.spool_dir.clone().unwrap_or(clicks.spool_dir),
+        trusted_proxies: parse_trusted_proxies(&args.trusted_proxies)?,
+        geoip_db: args.geoip_db.clone(),
+        tor_geoip_dir: Some(args.tor_geoip_dir.clone()).filter(|d| !d.as_os_str().is_empty()),
+        country_header,
+        batch_size: args.click_batch_size,
+        batch_interval: Duration::from_millis(args.click_batch_ms),
+        channel_capacity: args.click_channel_capacity,
+        proxy_id: clicks.proxy_id,
+    })
 }
 
 /// Checks a control-plane base URL and strips trailing slashes so paths can be appended.
@@ -224,6 +417,64 @@ mod tests {
         assert_eq!(c.default_domain, "localhost");
         assert_eq!(c.control, None);
         assert_eq!(c.feed_wait, Duration::from_secs(25));
+        assert!(c.clicks.enabled);
+        assert_eq!(
+            c.clicks.spool_dir,
+            PathBuf::from("./sling-data/click-spool")
+        );
+        assert_eq!(c.clicks.batch_size, 1000);
+        assert_eq!(c.clicks.batch_interval, Duration::from_millis(250));
+        assert!(c.clicks.trusted_proxies.is_empty());
+        assert_eq!(
+            c.clicks.tor_geoip_dir,
+            Some(PathBuf::from("/usr/share/tor"))
+        );
+        assert_eq!(Config::new("./sling-data/proxy-snapshots").clicks, c.clicks);
+    }
+
+    #[test]
+    fn click_flags() {
+        let c = parse(&[
+            "--clicks",
+            "off",
+            "--spool-dir",
+            "/var/spool/sling",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.0.2.7 ,2001:db8::/32",
+            "--country-header",
+            "CF-IPCountry",
+            "--click-batch-size",
+            "50",
+            "--click-batch-ms",
+            "20",
+            "--proxy-id",
+            "edge 1/eu",
+        ])
+        .unwrap();
+        assert!(!c.clicks.enabled);
+        assert_eq!(c.clicks.spool_dir, PathBuf::from("/var/spool/sling"));
+        let nets: Vec<String> = c
+            .clicks
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        assert_eq!(c.clicks.country_header.unwrap().as_str(), "cf-ipcountry");
+        assert_eq!(c.clicks.batch_size, 50);
+        assert_eq!(c.clicks.proxy_id, "edge1eu");
+        assert_eq!(
+            parse(&["--trusted-proxies", "10.0.0.0/33"]),
+            Err(ConfigError::TrustedProxy("10.0.0.0/33".into()))
+        );
+        assert_eq!(
+            parse(&["--click-batch-size", "0"]),
+            Err(ConfigError::BatchSize)
+        );
+        assert_eq!(
+            default_spool_dir(Path::new("snaps")),
+            PathBuf::from("click-spool")
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! plane is down.
 //!
 //! A request goes listener → [`router::route`] (pure: host, path, query, method and a [`router::View`]
-//! in, [`router::Decision`] out) → [`respond::respond`] (decision → response). A second, admin
-//! listener serves `/healthz`, `/readyz` and `/metrics`.
+//! in, [`router::Decision`] out) → [`respond::respond`] (decision → response). A followed link is
+//! handed to [`clicks`] (a non-blocking channel push) on the way out. A second, admin listener
+//! serves `/healthz`, `/readyz` and `/metrics`.
 //!
 //! The binary is a thin wrapper around [`run`]; the control plane's `sling up` and the tests call
 //! [`run`] or [`run_with_listeners`] directly (tests bind port 0 and read the `listening …` lines).
@@ -30,6 +31,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod clicks;
 pub mod config;
 mod feed;
 pub mod metrics;
@@ -38,7 +40,7 @@ pub mod respond;
 pub mod router;
 pub mod snapshot;
 
-pub use config::{Args, Config, ControlPlane, LogFormat, init_tracing};
+pub use config::{Args, ClicksConfig, Config, ControlPlane, LogFormat, init_tracing};
 
 use metrics::Metrics;
 use overlay::Overlay;
@@ -47,6 +49,9 @@ use snapshot::{LoadedSnapshot, SnapshotStore};
 
 /// How long a client may take to send request headers (slow-loris protection).
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest a shutdown waits for the click shipper to deliver or spool what it holds. Delivery
+/// attempts stop after [`clicks::SHUTDOWN_DELIVERY_BUDGET`]; the rest is only disk writes.
+const CLICK_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The two bound sockets the proxy serves.
 #[derive(Debug)]
@@ -77,8 +82,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 }
 
 /// Serves on already-bound listeners (port 0 in tests; sockets the embedding program bound) until
-/// `shutdown` completes, then stops accepting and drains open connections for at most
-/// `config.drain_timeout`.
+/// `shutdown` completes, then stops accepting, drains open connections for at most
+/// `config.drain_timeout`, and flushes recorded clicks (delivered or spooled) before returning.
 ///
 /// Once the newest good snapshot in `config.snapshot_dir` is loaded, prints exactly one line per
 /// listener to stdout: `listening proxy=http://ADDR` and `listening admin=http://ADDR`.
@@ -101,7 +106,19 @@ pub async fn run_with_listeners(
             None
         }
     };
-    let state = Arc::new(State::new(&config, initial));
+    let metrics = Metrics::new();
+    let (clicks, shipper) = if config.clicks.enabled {
+        let (sink, shipper) = clicks::start(
+            &config.clicks,
+            config.control.as_ref(),
+            metrics.clicks.clone(),
+        )?;
+        (Some(sink), Some(shipper))
+    } else {
+        tracing::info!("click tracking is off");
+        (None, None)
+    };
+    let state = Arc::new(State::new(&config, initial, metrics, clicks));
 
     print_listening("proxy", proxy_addr);
     print_listening("admin", admin_addr);
@@ -134,11 +151,11 @@ pub async fn run_with_listeners(
             () = &mut shutdown => break,
             accepted = listeners.proxy.accept() => {
                 let state = state.clone();
-                serve(&builder, &graceful, accepted, move |req| handle_proxy(&req, &state));
+                serve(&builder, &graceful, accepted, move |req, peer| handle_proxy(&req, peer, &state));
             }
             accepted = listeners.admin.accept() => {
                 let state = state.clone();
-                serve(&builder, &graceful, accepted, move |req| handle_admin(&req, &state));
+                serve(&builder, &graceful, accepted, move |req, _| handle_admin(&req, &state));
             }
         }
     }
@@ -154,6 +171,15 @@ pub async fn run_with_listeners(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.drain_timeout) => {
             tracing::warn!(timeout_ms = config.drain_timeout.as_millis() as u64, "drain timed out; closing remaining connections");
+        }
+    }
+    if let Some(shipper) = shipper {
+        // Joining blocks, so off the executor; `run` returns only once clicks are safe.
+        let flushed = tokio::task::spawn_blocking(move || shipper.shutdown(CLICK_FLUSH_WAIT))
+            .await
+            .unwrap_or(false);
+        if flushed {
+            tracing::info!("clicks flushed");
         }
     }
     Ok(())
@@ -195,6 +221,8 @@ pub(crate) struct State {
     pub(crate) overlay: Overlay,
     pub(crate) metrics: Metrics,
     pub(crate) snapshot_dir: PathBuf,
+    /// `None` when click tracking is off.
+    clicks: Option<clicks::ClickSink>,
     /// Default domain until a snapshot names one.
     default_host: String,
     /// Set once a snapshot is loaded or the feed has synced; never cleared (a proxy that was ready
@@ -203,8 +231,12 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn new(config: &Config, initial: Option<LoadedSnapshot>) -> Self {
-        let metrics = Metrics::new();
+    fn new(
+        config: &Config,
+        initial: Option<LoadedSnapshot>,
+        metrics: Metrics,
+        clicks: Option<clicks::ClickSink>,
+    ) -> Self {
         let ready = initial.is_some();
         if let Some(s) = &initial {
             metrics.snapshot_loaded(s);
@@ -215,6 +247,7 @@ impl State {
             overlay: Overlay::new(),
             metrics,
             snapshot_dir: config.snapshot_dir.clone(),
+            clicks,
             default_host: config.default_domain.clone(),
             ready: AtomicBool::new(ready),
         }
@@ -256,9 +289,9 @@ fn serve<F>(
     accepted: std::io::Result<(TcpStream, SocketAddr)>,
     handler: F,
 ) where
-    F: Fn(Request<Incoming>) -> Response<Body> + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Response<Body> + Clone + Send + Sync + 'static,
 {
-    let (stream, _peer) = match accepted {
+    let (stream, peer) = match accepted {
         Ok(accepted) => accepted,
         Err(error) => {
             tracing::warn!(%error, "accept failed");
@@ -269,7 +302,7 @@ fn serve<F>(
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler(req)) }
+        async move { Ok::<_, Infallible>(handler(req, peer)) }
     });
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -283,8 +316,8 @@ fn serve<F>(
 }
 
 /// The redirect listener. Synchronous on purpose: nothing here awaits, so no lock or guard can be
-/// held across an await point.
-fn handle_proxy(req: &Request<Incoming>, state: &State) -> Response<Body> {
+/// held across an await point. A click is recorded with a non-blocking channel push.
+fn handle_proxy(req: &Request<Incoming>, peer: SocketAddr, state: &State) -> Response<Body> {
     let started = Instant::now();
     // HTTP/2 carries the host in `:authority` (the URI); HTTP/1.1 in `Host`.
     let host = req
@@ -305,6 +338,12 @@ fn handle_proxy(req: &Request<Incoming>, state: &State) -> Response<Body> {
         &view,
         now_ms,
     );
+    if let (Some(sink), router::Decision::Redirect(redirect)) = (&state.clicks, &decision)
+        && redirect.count_click
+        && let Some(link_id) = &redirect.link_id
+    {
+        sink.record(link_id, now_ms, peer.ip(), req.headers(), req.uri().query());
+    }
     let resp = respond::respond(decision);
     state
         .metrics

@@ -19,8 +19,104 @@ use crate::snapshot::LoadedSnapshot;
 type Labels = [(&'static str, &'static str); 1];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The click pipeline's metrics; cloned into the shipper threads (each handle shares its value).
+#[derive(Clone, Debug)]
+pub struct ClickMetrics {
+    /// Clicks accepted into the shipper's channel.
+    pub queued: Counter,
+    /// Clicks that found the channel full and went to the overflow spooler.
+    pub overflowed: Counter,
+    /// Clicks acknowledged by the control plane (live or replayed).
+    pub shipped: Counter,
+    pub batches_shipped: Counter,
+    /// Clicks written to the spool.
+    pub spooled: Counter,
+    /// Failed deliveries (connection errors, non-200 answers).
+    pub ship_failures: Counter,
+    /// Clicks that could be neither delivered nor spooled (disk failure at exit); should stay 0.
+    pub lost: Counter,
+    pub spool_files: Gauge,
+    pub spool_bytes: Gauge,
+    /// Round trip of a delivered batch.
+    pub batch_duration: Histogram,
+}
+
+impl ClickMetrics {
+    fn new() -> Self {
+        Self {
+            queued: Counter::default(),
+            overflowed: Counter::default(),
+            shipped: Counter::default(),
+            batches_shipped: Counter::default(),
+            spooled: Counter::default(),
+            ship_failures: Counter::default(),
+            lost: Counter::default(),
+            spool_files: Gauge::default(),
+            spool_bytes: Gauge::default(),
+            // 1 ms to ~16 s.
+            batch_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+        }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "clicks_queued",
+            "Clicks handed to the shipper channel",
+            self.queued.clone(),
+        );
+        r.register(
+            "clicks_overflowed",
+            "Clicks that found the shipper channel full and were spooled directly",
+            self.overflowed.clone(),
+        );
+        r.register(
+            "clicks_shipped",
+            "Clicks acknowledged by the control plane",
+            self.shipped.clone(),
+        );
+        r.register(
+            "click_batches_shipped",
+            "Click batches acknowledged by the control plane",
+            self.batches_shipped.clone(),
+        );
+        r.register(
+            "clicks_spooled",
+            "Clicks written to the on-disk spool",
+            self.spooled.clone(),
+        );
+        r.register(
+            "click_ship_failures",
+            "Failed click batch deliveries",
+            self.ship_failures.clone(),
+        );
+        r.register(
+            "clicks_lost",
+            "Clicks neither delivered nor spooled (disk failure at exit)",
+            self.lost.clone(),
+        );
+        r.register(
+            "click_spool_files",
+            "Click batches waiting in the spool",
+            self.spool_files.clone(),
+        );
+        r.register_with_unit(
+            "click_spool",
+            "Size of the click spool",
+            Unit::Bytes,
+            self.spool_bytes.clone(),
+        );
+        r.register_with_unit(
+            "click_batch_duration",
+            "Round trip of a delivered click batch",
+            Unit::Seconds,
+            self.batch_duration.clone(),
+        );
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub clicks: ClickMetrics,
     /// Requests by status class, indexed by `status / 100 - 1`.
     requests: [Counter; 5],
     latency: Histogram,
@@ -69,6 +165,7 @@ impl Metrics {
 
         let mut m = Self {
             registry,
+            clicks: ClickMetrics::new(),
             requests,
             latency,
             snapshot_seq: Gauge::default(),
@@ -124,6 +221,7 @@ impl Metrics {
             Unit::Seconds,
             m.feed_last_success.clone(),
         );
+        m.clicks.register(&mut m.registry);
         m
     }
 
@@ -193,6 +291,8 @@ mod tests {
         m.record_request(StatusCode::FOUND, Duration::from_micros(40));
         m.feed_synced(10, 12);
         m.feed_error();
+        m.clicks.queued.inc();
+        m.clicks.spool_bytes.set(42);
         let text = m.render(3);
         for needle in [
             "sling_proxy_requests_total{class=\"3xx\"} 1",
@@ -202,6 +302,14 @@ mod tests {
             "sling_proxy_feed_lag 2",
             "sling_proxy_feed_errors_total 1",
             "sling_proxy_snapshot_seq 0",
+            "sling_proxy_clicks_queued_total 1",
+            "sling_proxy_clicks_overflowed_total 0",
+            "sling_proxy_clicks_shipped_total 0",
+            "sling_proxy_clicks_spooled_total 0",
+            "sling_proxy_click_ship_failures_total 0",
+            "sling_proxy_click_spool_files 0",
+            "sling_proxy_click_spool_bytes 42",
+            "sling_proxy_click_batch_duration_seconds_count 0",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }

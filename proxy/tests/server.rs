@@ -28,6 +28,14 @@ fn write_snapshot(dir: &Path, seq: u64, slug: &str, dest: &str) {
     write_atomic(dir, seq, &encode(&body, seq, 0).unwrap()).unwrap();
 }
 
+/// `Config::new` with the click spool kept inside the test's directory (the default, beside the
+/// snapshot dir, would be the shared temp dir).
+fn config(dir: &Path) -> Config {
+    let mut config = Config::new(dir);
+    config.clicks.spool_dir = dir.join("click-spool");
+    config
+}
+
 fn client(h2: bool) -> reqwest::Client {
     let b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -86,7 +94,7 @@ impl Running {
 async fn serves_redirects_over_http1_and_h2c() {
     let dir = tempfile::tempdir().unwrap();
     write_snapshot(dir.path(), 4, "abc", "https://example.com/a?x=1");
-    let running = start(Config::new(dir.path())).await;
+    let running = start(config(dir.path())).await;
 
     for h2 in [false, true] {
         let c = client(h2);
@@ -165,7 +173,7 @@ async fn serves_redirects_over_http1_and_h2c() {
 #[tokio::test]
 async fn without_a_snapshot_or_control_plane_it_serves_pages_but_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start(Config::new(dir.path().join("missing"))).await;
+    let running = start(config(&dir.path().join("missing"))).await;
     let c = client(false);
     let root = c
         .get(format!("http://{}/", running.proxy))
@@ -289,7 +297,7 @@ async fn fake_answer(
 async fn follows_the_control_plane_and_refuses_a_corrupt_snapshot() {
     let (control, snapshot_requests) = fake_control_plane().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path())
+    let mut config = config(dir.path())
         .with_control(&format!("http://{control}"), "secret")
         .unwrap();
     config.feed_wait = Duration::from_millis(100);
@@ -360,6 +368,8 @@ async fn binary_prints_listening_lines_and_drains_on_sigterm() {
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .arg("--snapshot-dir")
         .arg(dir.path())
+        .arg("--spool-dir")
+        .arg(dir.path().join("click-spool"))
         .env_remove("SLING_CONTROL_URL")
         .env_remove("SLING_DEFAULT_DOMAIN")
         .stdout(std::process::Stdio::piped())
@@ -408,6 +418,14 @@ async fn binary_prints_listening_lines_and_drains_on_sigterm() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status}");
+
+    // No control plane: the one click was flushed to the spool before the process exited.
+    let spooled: Vec<_> = std::fs::read_dir(dir.path().join("click-spool"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(spooled.len(), 1, "{spooled:?}");
+    assert!(spooled[0].contains("\"linkId\":\"l1\""), "{spooled:?}");
 }
 
 #[test]
@@ -427,8 +445,20 @@ fn help_lists_every_flag() {
         "--default-domain",
         "--log-format",
         "--feed-wait-ms",
+        "--clicks",
+        "--spool-dir",
+        "--trusted-proxies",
+        "--geoip-db",
+        "--tor-geoip-dir",
+        "--country-header",
+        "--click-batch-size",
+        "--click-batch-ms",
+        "--click-channel-capacity",
+        "--proxy-id",
         "SLING_PROXY_LISTEN",
         "SLING_FLEET_TOKEN",
+        "SLING_SPOOL_DIR",
+        "SLING_TRUSTED_PROXIES",
     ] {
         assert!(help.contains(flag), "{flag} missing from\n{help}");
     }

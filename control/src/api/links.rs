@@ -19,8 +19,9 @@ use super::ok;
 use crate::auth::Caller;
 use crate::db::domains::{self, DomainRow};
 use crate::db::links::{self, LinkRow, ListFilter, Sort};
-use crate::db::{self, changes};
+use crate::db::{self, changes, usage};
 use crate::error::{ApiError, ApiResult, Detail};
+use crate::plans::DomainKind;
 use crate::state::AppState;
 
 pub const MAX_PER_PAGE: u32 = 100;
@@ -51,8 +52,8 @@ async fn prepare(
 
     let domain = match changes.domain.take() {
         Some(Some(host)) => Some(team_domain(state, caller, &host).await?),
-        Some(None) => Some(default_domain(state).await?),
-        None if creating => Some(default_domain(state).await?),
+        Some(None) => Some(default_domain_for(state, caller).await?),
+        None if creating => Some(default_domain_for(state, caller).await?),
         None => None,
     };
 
@@ -88,15 +89,48 @@ async fn default_domain(state: &AppState) -> ApiResult<DomainRow> {
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no default domain: run bootstrap")))
 }
 
+/// The default domain, if the caller's plan may use it.
+async fn default_domain_for(state: &AppState, caller: &Caller) -> ApiResult<DomainRow> {
+    let d = default_domain(state).await?;
+    let plan = state.config.plans.resolve(&caller.plan);
+    if plan.allows_domain(DomainKind::Default) {
+        Ok(d)
+    } else {
+        Err(ApiError::DomainNotAllowed(format!(
+            "the {} plan cannot use the default domain {}; pass a custom domain",
+            plan.name, d.host
+        )))
+    }
+}
+
 /// A domain the caller may put links on: the default one or one of the team's own, verified.
 /// Another team's domain looks exactly like an unknown one.
 async fn team_domain(state: &AppState, caller: &Caller, host: &str) -> ApiResult<DomainRow> {
     let d = domains::by_host(&state.db.pool, host).await?;
+    let plan = state.config.plans.resolve(&caller.plan);
+    let allowed = |d: DomainRow, kind: DomainKind| {
+        if plan.allows_domain(kind) {
+            Ok(d)
+        } else {
+            Err(ApiError::DomainNotAllowed(format!(
+                "the {} plan cannot use {} domains such as {}",
+                plan.name,
+                match kind {
+                    DomainKind::Default => "default",
+                    DomainKind::Premium => "premium",
+                    DomainKind::Custom => "custom",
+                },
+                d.host
+            )))
+        }
+    };
     match d {
-        Some(d) if d.is_default => Ok(d),
+        Some(d) if d.is_default => allowed(d, DomainKind::Default),
+        // A shared domain that is not the default: premium (like.do's kfc.sh, uv.do).
+        Some(d) if d.team_id.is_none() && d.verified => allowed(d, DomainKind::Premium),
         Some(d) if d.team_id.as_deref() == Some(caller.team_id.as_str()) => {
             if d.verified {
-                Ok(d)
+                allowed(d, DomainKind::Custom)
             } else {
                 Err(ApiError::DomainNotVerified(d.host))
             }
@@ -248,8 +282,11 @@ pub async fn create(
     let now = db::now_ms();
     let prepared = prepare(&state, &caller, input, true, now).await?;
     let (mut row, generated) = build_row(&caller, prepared, "api", now)?;
+    let plan = state.config.plans.resolve(&caller.plan);
     let mut w = state.db.begin_write().await?;
     insert_new(&mut w.tx, &mut row, generated).await?;
+    // Counted in the same transaction: a refused create rolls back with its counter.
+    usage::consume(&mut w.tx, &caller.team_id, plan, 1, state.clock.now_ms()).await?;
     commit(&state, w, &[row.upsert_op()], now).await?;
     Ok((StatusCode::CREATED, ok(view(&state, row))).into_response())
 }
@@ -526,9 +563,23 @@ pub async fn bulk(
         }
     }
 
+    let plan = state.config.plans.resolve(&caller.plan);
+    let quota_now = state.clock.now_ms();
     let mut w = state.db.begin_write().await?;
+    // Each created item counts against the quotas; the counter rows stay locked until commit.
+    let (allowance, counts) = if ready.is_empty() {
+        (None, Vec::new())
+    } else {
+        usage::available(&mut w.tx, &caller.team_id, plan, quota_now).await?
+    };
     let mut ops = Vec::with_capacity(ready.len());
     for (i, mut row, generated) in ready {
+        let created = ops.len() as u64;
+        if allowance.is_some_and(|left| created >= left) {
+            let e = usage::exhausted(plan, &counts, created, quota_now);
+            results[i] = Some(item_error(i, &e));
+            continue;
+        }
         // A savepoint per item: a failed insert must not poison the others.
         let mut sp = w.tx.begin().await?;
         match insert_new(&mut sp, &mut row, generated).await {
@@ -550,6 +601,16 @@ pub async fn bulk(
             }
         }
     }
+    if !ops.is_empty() {
+        usage::consume(
+            &mut w.tx,
+            &caller.team_id,
+            plan,
+            ops.len() as u64,
+            quota_now,
+        )
+        .await?;
+    }
     commit(&state, w, &ops, now).await?;
 
     let results: Vec<serde_json::Value> = results.into_iter().flatten().collect();
@@ -568,11 +629,12 @@ fn is_server_error(e: &ApiError) -> bool {
 
 fn item_error(index: usize, e: &ApiError) -> serde_json::Value {
     let body = e.body();
-    serde_json::json!({
-        "index": index,
-        "success": false,
-        "error": { "code": body.code, "message": body.message, "details": body.details },
-    })
+    let mut error =
+        serde_json::json!({ "code": body.code, "message": body.message, "details": body.details });
+    if let Some(q) = body.quota {
+        error["quota"] = q;
+    }
+    serde_json::json!({ "index": index, "success": false, "error": error })
 }
 
 /// The items of a bulk body and the channel to record on them.

@@ -9,12 +9,17 @@
 //! path errors in the envelope), and a catch-all that answers unknown `/api/…` paths with a 404
 //! envelope.
 
+pub mod account;
+pub mod api_logs;
 pub mod docs;
 pub mod extract;
+pub mod keys;
 pub mod link_body;
 pub mod links;
 pub mod openapi;
 pub mod request_id;
+pub mod stats;
+pub mod usage;
 
 use axum::Router;
 use axum::routing::{MethodFilter, MethodRouter, any, on};
@@ -77,6 +82,15 @@ pub enum Op {
     DisableLink,
     ArchiveLink,
     UnarchiveLink,
+    LinkStats,
+    TeamStats,
+    GetAccount,
+    UpdateAccount,
+    ListApiKeys,
+    CreateApiKey,
+    RevokeApiKey,
+    GetUsage,
+    ListApiLogs,
 }
 
 impl Op {
@@ -97,6 +111,15 @@ impl Op {
             Op::DisableLink => on(m(Method::Post), links::disable),
             Op::ArchiveLink => on(m(Method::Post), links::archive),
             Op::UnarchiveLink => on(m(Method::Post), links::unarchive),
+            Op::LinkStats => on(m(Method::Get), stats::link),
+            Op::TeamStats => on(m(Method::Get), stats::team),
+            Op::GetAccount => on(m(Method::Get), account::get),
+            Op::UpdateAccount => on(m(Method::Patch), account::update),
+            Op::ListApiKeys => on(m(Method::Get), keys::list),
+            Op::CreateApiKey => on(m(Method::Post), keys::create),
+            Op::RevokeApiKey => on(m(Method::Delete), keys::revoke),
+            Op::GetUsage => on(m(Method::Get), usage::get),
+            Op::ListApiLogs => on(m(Method::Get), api_logs::list),
         }
     }
 }
@@ -231,6 +254,70 @@ pub const ROUTES: &[Route] = &[
         Some("links:write"),
         "Unarchive a link",
     ),
+    route(
+        Method::Get,
+        "/api/v1/links/{id}/stats",
+        Op::LinkStats,
+        Some("stats:read"),
+        "Click statistics of a link (JSON, or CSV with Accept: text/csv or format=csv)",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/stats",
+        Op::TeamStats,
+        Some("stats:read"),
+        "Click statistics of the whole team, with top links (JSON or CSV)",
+    ),
+    // Account (issue 7). Reads need `account:read`, changes `account:write`; `account:*` both.
+    route(
+        Method::Get,
+        "/api/v1/account",
+        Op::GetAccount,
+        Some("account:read"),
+        "The caller's team: name, plan, creation time",
+    ),
+    route(
+        Method::Patch,
+        "/api/v1/account",
+        Op::UpdateAccount,
+        Some("account:write"),
+        "Rename the caller's team",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/api-keys",
+        Op::ListApiKeys,
+        Some("account:read"),
+        "List the team's API keys (never the secrets)",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/api-keys",
+        Op::CreateApiKey,
+        Some("account:write"),
+        "Create an API key; the secret is returned once",
+    ),
+    route(
+        Method::Delete,
+        "/api/v1/api-keys/{id}",
+        Op::RevokeApiKey,
+        Some("account:write"),
+        "Revoke an API key (effective immediately)",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/usage",
+        Op::GetUsage,
+        Some("account:read"),
+        "Plan limits and what is left: link quotas, rate limits, domains, API logs",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/api-logs",
+        Op::ListApiLogs,
+        Some("account:read"),
+        "The team's API call log (plans that keep logs)",
+    ),
 ];
 
 /// The route a request matched, by its matched path and method.
@@ -240,7 +327,9 @@ pub fn find_route(matched_path: &str, method: &axum::http::Method) -> Option<&'s
         .find(|r| r.path == matched_path && r.method.matches(method))
 }
 
-/// Every public route (`/api/v1/…`, `/api/openapi.json`, `/docs`).
+/// Every public route (`/api/v1/…`, `/api/openapi.json`, `/docs`), rate limited
+/// ([`crate::ratelimit::middleware`], inside the request-id layer so a 429 gets the envelope;
+/// it reads the [`AppState`] that `crate::app` puts in the request extensions).
 pub fn router() -> Router<AppState> {
     let mut router = Router::new();
     for r in ROUTES {
@@ -249,6 +338,7 @@ pub fn router() -> Router<AppState> {
     router
         .route("/api/{*rest}", any(not_found))
         .route("/api", any(not_found))
+        .layer(axum::middleware::from_fn(crate::ratelimit::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
 }
 

@@ -30,6 +30,9 @@ pub fn document() -> Value {
             }
             None => op["security"] = json!([]),
         }
+        op["responses"]["429"] = error_ref(
+            "RATE_LIMITED: the team's (or, without a key, the client IP's) budget is spent; see Retry-After. Every response carries X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (unix seconds when the bucket is full again)",
+        );
         op["responses"]["500"] = error_ref("INTERNAL");
         op["responses"]["503"] = error_ref("UNAVAILABLE: the database is unreachable");
         let entry = paths
@@ -212,7 +215,55 @@ pub fn operation(op: Op) -> Value {
         Op::DisableLink => single("disabled"),
         Op::ArchiveLink => single("archived"),
         Op::UnarchiveLink => single("unarchived"),
+        Op::LinkStats => stats_operation(true),
+        Op::TeamStats => stats_operation(false),
+        Op::GetAccount
+        | Op::UpdateAccount
+        | Op::ListApiKeys
+        | Op::CreateApiKey
+        | Op::RevokeApiKey
+        | Op::GetUsage
+        | Op::ListApiLogs => super::account::openapi_operation(op),
     }
+}
+
+/// The two stats operations (issue 5); parameters as in `api::stats`.
+fn stats_operation(link: bool) -> Value {
+    let q = |name: &str, schema: Value, description: &str| json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description});
+    let mut params = Vec::new();
+    if link {
+        params.push(id_param("id"));
+    }
+    params.extend([
+        q("start", json!({"type": "string"}), "RFC 3339 time, or YYYY-MM-DD (local midnight in tz). Default: start of the local day 29 days before end"),
+        q("end", json!({"type": "string"}), "RFC 3339 time (exclusive), or YYYY-MM-DD (inclusive: to the end of that local day). Default: now"),
+        q("tz", json!({"type": "string", "default": "UTC"}), "IANA time zone for bucket boundaries and the offsets of returned times"),
+        q("interval", json!({"enum": ["hour", "day", "week", "month"], "default": "day"}), "overTime bucket size (local boundaries; weeks start on Monday); at most 10000 buckets"),
+        q("includeBots", json!({"type": "boolean", "default": false}), "Count clicks flagged as bots"),
+        q("format", json!({"enum": ["json", "csv"]}), "csv: a flat dimension,value,clicks,uniqueClicks table (also with Accept: text/csv)"),
+    ]);
+    if !link {
+        params.push(q("top", json!({"type": "integer", "minimum": 1, "maximum": super::stats::MAX_TOP, "default": super::stats::DEFAULT_TOP}), "How many top links"));
+    }
+    let mut responses = json!({
+        "200": {
+            "description": "The statistics",
+            "content": {
+                "application/json": {"schema": data_of(json!({"$ref": "#/components/schemas/Stats"}))},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        "400": error_ref("INVALID_REQUEST: bad start, end, tz, interval, includeBots, format or top; end before start; too many buckets"),
+    });
+    if link {
+        responses["404"] = error_ref("NOT_FOUND: no such link in this team");
+    }
+    json!({
+        "tags": ["stats"],
+        "description": "Clicks from 15-minute rollups (kept forever), unique visitors from raw events (kept --click-retention-days). Bots are left out unless includeBots=true. Breakdowns are sorted by clicks, descending; overTime is zero-filled.",
+        "parameters": params,
+        "responses": responses,
+    })
 }
 
 fn schemas() -> Value {
@@ -277,6 +328,32 @@ fn schemas() -> Value {
                 "redirectType": {"enum": [301, 302, 307, 308, null]},
                 "forwardQuery": {"type": ["boolean", "null"]},
                 "active": {"type": ["boolean", "null"]}, "archived": {"type": ["boolean", "null"]}, "visible": {"type": ["boolean", "null"]},
+            },
+        },
+        "Stats": {
+            "type": "object",
+            "required": ["start", "end", "tz", "interval", "includeBots", "totalClicks", "uniqueClicks", "qrClicks", "byCountry", "byDevice", "byBrowser", "byOs", "byReferrer", "overTime"],
+            "properties": {
+                "linkId": {"type": "string", "description": "Per-link stats only"},
+                "start": {"type": "string", "format": "date-time", "description": "Start of the range actually counted (widened to a 15-minute edge), with the offset of tz"},
+                "end": {"type": "string", "format": "date-time", "description": "End of the range (exclusive)"},
+                "tz": s, "interval": {"enum": ["hour", "day", "week", "month"]},
+                "includeBots": {"type": "boolean"},
+                "totalClicks": {"type": "integer"},
+                "uniqueClicks": {"type": "integer", "description": "Distinct visitors (the proxy's visitor key rotates daily)"},
+                "qrClicks": {"type": "integer", "description": "Clicks that came through a QR code"},
+                "byCountry": {"type": "array", "items": {"type": "object", "properties": {"country": {"type": ["string", "null"], "description": "ISO 3166-1 alpha-2; null when unknown"}, "clicks": {"type": "integer"}}}},
+                "byDevice": {"type": "array", "items": {"type": "object", "properties": {"device": s, "clicks": {"type": "integer"}}}},
+                "byBrowser": {"type": "array", "items": {"type": "object", "properties": {"browser": s, "clicks": {"type": "integer"}}}},
+                "byOs": {"type": "array", "items": {"type": "object", "properties": {"os": s, "clicks": {"type": "integer"}}}},
+                "byReferrer": {"type": "array", "items": {"type": "object", "properties": {"referrer": {"type": ["string", "null"], "description": "Referrer host; null for direct visits"}, "clicks": {"type": "integer"}}}},
+                "overTime": {"type": "array", "items": {"type": "object", "properties": {
+                    "start": {"type": "string", "format": "date-time", "description": "Local start of the bucket, with the offset in force then"},
+                    "clicks": {"type": "integer"}, "uniqueClicks": {"type": "integer"},
+                }}},
+                "topLinks": {"type": "array", "description": "Team-wide stats only", "items": {"type": "object", "properties": {
+                    "id": s, "slug": s, "domain": s, "clicks": {"type": "integer"},
+                }}},
             },
         },
         "Pagination": {

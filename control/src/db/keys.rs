@@ -13,6 +13,8 @@ pub struct KeyRow {
     pub id: String,
     pub team_id: String,
     pub name: String,
+    /// The lookup prefix (first 12 characters of the key), safe to show.
+    pub prefix: String,
     pub secret_hash: String,
     pub scopes: Vec<String>,
     pub created_at: i64,
@@ -21,8 +23,8 @@ pub struct KeyRow {
     pub revoked_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, team_id, name, secret_hash, scopes, created_at, expires_at, last_used_at, revoked_at";
+const COLUMNS: &str = "id, team_id, name, prefix, secret_hash, scopes, created_at, expires_at, \
+    last_used_at, revoked_at";
 
 fn from_row(row: &AnyRow) -> sqlx::Result<KeyRow> {
     let scopes: String = row.try_get("scopes")?;
@@ -30,6 +32,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<KeyRow> {
         id: row.try_get("id")?,
         team_id: row.try_get("team_id")?,
         name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
         secret_hash: row.try_get("secret_hash")?,
         scopes: serde_json::from_str(&scopes).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         created_at: row.try_get("created_at")?,
@@ -48,13 +51,61 @@ pub async fn find_by_prefix(db: &Db, prefix: &str) -> sqlx::Result<Option<KeyRow
     row.as_ref().map(from_row).transpose()
 }
 
-/// A team's keys, newest first.
+/// The key with this prefix and its team's plan, in one query (authentication's only read).
+pub async fn find_for_auth(db: &Db, prefix: &str) -> sqlx::Result<Option<(KeyRow, String)>> {
+    let sql = "SELECT k.id, k.team_id, k.name, k.prefix, k.secret_hash, k.scopes, k.created_at, \
+        k.expires_at, k.last_used_at, k.revoked_at, t.plan FROM api_keys k \
+        JOIN teams t ON t.id = k.team_id WHERE k.prefix = $1";
+    let row = sqlx::query(sql)
+        .bind(prefix)
+        .fetch_optional(&db.pool)
+        .await?;
+    match row {
+        Some(r) => Ok(Some((from_row(&r)?, r.try_get("plan")?))),
+        None => Ok(None),
+    }
+}
+
+/// A team's keys, newest first (revoked ones too).
 pub async fn list(db: &Db, team_id: &str) -> sqlx::Result<Vec<KeyRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM api_keys WHERE team_id = $1 ORDER BY created_at DESC, id DESC"
     );
     let rows = sqlx::query(&sql).bind(team_id).fetch_all(&db.pool).await?;
     rows.iter().map(from_row).collect()
+}
+
+/// A team's key by id.
+pub async fn get(db: &Db, team_id: &str, key_id: &str) -> sqlx::Result<Option<KeyRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE team_id = $1 AND id = $2");
+    let row = sqlx::query(&sql)
+        .bind(team_id)
+        .bind(key_id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Every key of every team, oldest first (for the CLI).
+pub async fn list_all(db: &Db) -> sqlx::Result<Vec<KeyRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id");
+    let rows = sqlx::query(&sql).fetch_all(&db.pool).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Revokes a key by id or prefix, whatever its team (for the CLI); false when none matched.
+pub async fn revoke_any(db: &Db, id_or_prefix: &str) -> sqlx::Result<bool> {
+    let mut w = db.begin_write().await?;
+    let res = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1 WHERE (id = $2 OR prefix = $3) AND revoked_at IS NULL",
+    )
+    .bind(super::now_ms())
+    .bind(id_or_prefix)
+    .bind(id_or_prefix)
+    .execute(&mut *w.tx)
+    .await?;
+    w.commit().await?;
+    Ok(res.rows_affected() > 0)
 }
 
 /// Creates a key for `team_id` and returns `(key_id, secret)`; the secret is shown once and

@@ -8,12 +8,16 @@
 //! Postgres, [`changes::append`] takes a transaction-scoped advisory lock so feed sequence numbers
 //! become visible in commit order and a proxy reading the feed can never skip one.
 
+pub mod api_logs;
 pub mod changes;
+pub mod clicks;
 pub mod domains;
 pub mod keys;
 pub mod links;
 pub mod snapshot;
+pub mod stats;
 pub mod teams;
+pub mod usage;
 
 use std::path::Path;
 use std::sync::Arc;

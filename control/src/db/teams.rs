@@ -28,28 +28,79 @@ fn from_row(row: &sqlx::any::AnyRow) -> sqlx::Result<Team> {
     })
 }
 
-/// Creates a team and returns it.
+/// Creates a team on the default plan (`free`) and returns it.
 pub async fn create_team(db: &Db, name: &str) -> anyhow::Result<Team> {
-    let name = name.trim();
-    anyhow::ensure!(
-        !name.is_empty() && name.len() <= 100,
-        "team name must be 1 to 100 characters"
-    );
+    create_team_with_plan(db, name, crate::plans::DEFAULT_PLAN).await
+}
+
+/// Creates a team on `plan` (the caller checks that the catalogue has it) and returns it.
+pub async fn create_team_with_plan(db: &Db, name: &str, plan: &str) -> anyhow::Result<Team> {
+    let name = valid_name(name).map_err(anyhow::Error::msg)?;
     let mut w = db.begin_write().await?;
-    let team = insert_team(&mut w.tx, name, super::now_ms()).await?;
+    let team = insert_team(&mut w.tx, name, plan, super::now_ms()).await?;
     w.commit().await?;
     Ok(team)
+}
+
+/// A trimmed team name of 1 to 100 characters, or why not.
+pub fn valid_name(name: &str) -> Result<&str, &'static str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err("team name must be 1 to 100 characters, without control characters");
+    }
+    Ok(name)
+}
+
+/// Every team, oldest first.
+pub async fn list(db: &Db) -> sqlx::Result<Vec<Team>> {
+    let rows = sqlx::query("SELECT id, name, plan, created_at FROM teams ORDER BY created_at, id")
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Moves a team to `plan`; false when there is no such team.
+pub async fn set_plan(db: &Db, team_id: &str, plan: &str) -> sqlx::Result<bool> {
+    let mut w = db.begin_write().await?;
+    let res = sqlx::query("UPDATE teams SET plan = $1 WHERE id = $2")
+        .bind(plan)
+        .bind(team_id)
+        .execute(&mut *w.tx)
+        .await?;
+    w.commit().await?;
+    Ok(res.rows_affected() > 0)
+}
+
+/// Renames a team; false when there is no such team.
+pub async fn rename(db: &Db, team_id: &str, name: &str) -> sqlx::Result<bool> {
+    let mut w = db.begin_write().await?;
+    let res = sqlx::query("UPDATE teams SET name = $1 WHERE id = $2")
+        .bind(name)
+        .bind(team_id)
+        .execute(&mut *w.tx)
+        .await?;
+    w.commit().await?;
+    Ok(res.rows_affected() > 0)
+}
+
+/// A team by id, else the oldest team with that name.
+pub async fn find(db: &Db, name_or_id: &str) -> sqlx::Result<Option<Team>> {
+    if let Some(t) = find_by_id(db, name_or_id).await? {
+        return Ok(Some(t));
+    }
+    find_by_name(db, name_or_id).await
 }
 
 async fn insert_team(
     conn: &mut sqlx::AnyConnection,
     name: &str,
+    plan: &str,
     now_ms: i64,
 ) -> anyhow::Result<Team> {
     let team = Team {
         id: crate::ids::new_id("team"),
         name: name.to_owned(),
-        plan: "free".into(),
+        plan: plan.to_owned(),
         created_at: now_ms,
     };
     sqlx::query("INSERT INTO teams (id, name, plan, created_at) VALUES ($1, $2, $3, $4)")
@@ -99,8 +150,8 @@ pub async fn find_or_create_team(db: &Db, name_or_id: &str) -> anyhow::Result<St
 /// 1. Ensures the default domain row exists (`is_default = 1`, no team, verified) under
 ///    `default_domain_host`, renaming it when the configured host changed, and appends the
 ///    feed changes that tell proxies.
-/// 2. When no team exists at all, creates team `admin` with a key of scope `*` and returns the
-///    key's secret (shown once); otherwise returns `None`.
+/// 2. When no team exists at all, creates team `admin` on the `unlimited` plan with a key of
+///    scope `*` and returns the key's secret (shown once); otherwise returns `None`.
 pub async fn bootstrap(db: &Db, default_domain_host: &str) -> anyhow::Result<Option<String>> {
     let host = sling_shared::host::normalize_host(default_domain_host)
         .with_context(|| format!("default domain {default_domain_host:?}"))?;
@@ -171,7 +222,7 @@ pub async fn bootstrap(db: &Db, default_domain_host: &str) -> anyhow::Result<Opt
         .await?
         .try_get(0)?;
     let secret = if teams == 0 {
-        let team = insert_team(&mut w.tx, ADMIN_TEAM, now).await?;
+        let team = insert_team(&mut w.tx, ADMIN_TEAM, crate::plans::UNLIMITED_PLAN, now).await?;
         let (_, secret) =
             keys::insert_key(&mut w.tx, &team.id, "admin", &["*".to_owned()], None, now).await?;
         Some(secret)

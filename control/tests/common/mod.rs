@@ -117,6 +117,11 @@ async fn create_pg_database() -> Option<(String, String)> {
 
 impl Harness {
     pub async fn new(kind: Kind) -> Option<Harness> {
+        Self::new_with(kind, |_| {}).await
+    }
+
+    /// [`Harness::new`] with the test's changes to the configuration (plans, Redis, …).
+    pub async fn new_with(kind: Kind, tweak: impl FnOnce(&mut Config)) -> Option<Harness> {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg) = match kind {
             Kind::Sqlite => (db::sqlite_url(dir.path()), None),
@@ -125,7 +130,8 @@ impl Harness {
                 (url, Some((pg_admin_url(), name)))
             }
         };
-        let config = Config::for_tests(dir.path().to_path_buf(), Some(url.clone()));
+        let mut config = Config::for_tests(dir.path().to_path_buf(), Some(url.clone()));
+        tweak(&mut config);
         let db = Db::connect(&url).await.unwrap();
         db.migrate().await.unwrap();
         let key = db::teams::bootstrap(&db, &config.default_domain)

@@ -1,0 +1,204 @@
+//! The command line: one subcommand per scenario, options shared by all of them in [`Common`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sling-bench",
+    version,
+    about = "Load-testing harness: sling against nginx on this machine",
+    long_about = "Load-testing harness: sling against nginx on this machine.\n\n\
+        Each scenario builds its data, starts what it measures on 127.0.0.1, drives load, stops \
+        everything it started and writes report.json, report.md and SVG charts under \
+        bench/results/<scenario>-<timestamp>/.\n\n\
+        Needs: wrk and nginx (Debian packages `wrk`, `nginx`), taskset (`util-linux`), and the \
+        release binaries (built first with `cargo build --release --bin sling-proxy --bin sling` \
+        unless --no-build)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// sling against nginx: the same N links, closed-loop (wrk) and open-loop (fixed rate) runs,
+    /// alternating A B A B.
+    Redirect(RedirectArgs),
+    /// Redirect load against sling while the control plane publishes a new snapshot every 100 ms,
+    /// against the same load without swaps.
+    Swap(SwapArgs),
+    /// Create → first redirect latency through the API and the change feed.
+    Propagate(PropagateArgs),
+    /// Snapshot build time, file size, proxy start-to-ready time and resident memory for 1M and
+    /// 10M links.
+    Memory(MemoryArgs),
+    /// Click tracking on and off, control-plane ingest (not available yet).
+    Clicks(PendingArgs),
+    /// API create/list latency on SQLite and Postgres (not available yet).
+    Api(PendingArgs),
+    /// TLS handshakes and HTTPS keep-alive redirects against nginx (not available yet).
+    Tls(PendingArgs),
+    /// Internal: the open-loop load generator, run by the harness under taskset.
+    #[command(hide = true)]
+    OpenLoopWorker(OpenLoopArgs),
+}
+
+/// Options every scenario takes.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Where reports go (a `<scenario>-<timestamp>/` directory is created inside).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+    pub out_dir: PathBuf,
+    /// Directory holding `sling-proxy` and `sling`. Default: `$CARGO_TARGET_DIR/release` (or the
+    /// workspace's `target/release`).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Do not run `cargo build --release` for the binaries first.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Parent of the scratch directory (snapshots, nginx config and map, logs).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Keep the scratch directory instead of deleting it at the end.
+    #[arg(long)]
+    pub keep_work: bool,
+    /// Seed for slugs and for the load generator's choice of slugs.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// CPU the server under test is pinned to (`taskset`).
+    #[arg(long, default_value_t = 1)]
+    pub server_cpu: usize,
+    /// CPU the load generator (and the control plane, where one runs) is pinned to.
+    #[arg(long, default_value_t = 0)]
+    pub client_cpu: usize,
+    /// Do not pin anything (for machines with one core; the report says so).
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// Load shape shared by the scenarios that drive redirect load.
+#[derive(Args, Debug, Clone)]
+pub struct Load {
+    /// Open connections (wrk -c and the open-loop generator).
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: u32,
+    /// Seconds each measured run lasts.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of load before each measured run, not recorded.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// How many distinct slugs the load picks from at random.
+    #[arg(long, default_value_t = 100_000)]
+    pub sample: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct RedirectArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub load: Load,
+    /// Links in the snapshot and in the nginx map.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub links: u64,
+    /// sling/nginx pairs of closed-loop runs (and again of open-loop runs).
+    #[arg(long, default_value_t = 5)]
+    pub pairs: usize,
+    /// Open-loop request rate (requests/s). Default: half of nginx's median closed-loop rate.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Skip the open-loop runs.
+    #[arg(long)]
+    pub no_open_loop: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SwapArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub load: Load,
+    /// Links created through the API before the load starts (the set the load picks from).
+    #[arg(long, default_value_t = 10_000)]
+    pub links: u64,
+    /// Pairs of runs: one without swaps, one with.
+    #[arg(long, default_value_t = 5)]
+    pub pairs: usize,
+    /// The control plane's snapshot interval, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub swap_interval_ms: u64,
+    /// During swap runs, a writer creates one link through the API this often (milliseconds),
+    /// so that every interval has a change to publish.
+    #[arg(long, default_value_t = 20)]
+    pub write_interval_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct PropagateArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Links created, one after another.
+    #[arg(long, default_value_t = 1_000)]
+    pub links: u64,
+    /// Give up on one link after this many milliseconds without a redirect.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct MemoryArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Link counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    pub sizes: Vec<u64>,
+    /// Seconds of redirect load before reading memory (so mapped pages are touched).
+    #[arg(long, default_value_t = 5)]
+    pub load_seconds: u64,
+    /// Connections of that load.
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// Distinct slugs that load picks from.
+    #[arg(long, default_value_t = 100_000)]
+    pub sample: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct PendingArgs {
+    /// Ignored: the scenario does not exist yet.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OpenLoopArgs {
+    /// Target `host:port`.
+    #[arg(long)]
+    pub target: String,
+    /// File with one slug per line.
+    #[arg(long)]
+    pub slugs: PathBuf,
+    /// Requests per second, spread evenly over the connections.
+    #[arg(long)]
+    pub rate: u64,
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Per-request timeout in milliseconds (a timed-out request is an error).
+    #[arg(long, default_value_t = 5_000)]
+    pub timeout_ms: u64,
+}

@@ -1,0 +1,346 @@
+//! Open-loop load at a fixed rate, without coordinated omission.
+//!
+//! Debian has wrk but not wrk2, so the harness brings its own generator: `C` HTTP/1.1 keep-alive
+//! connections, each with a fixed schedule of intended send times (`rate / C` per second,
+//! staggered across connections). A request's latency is measured from its *intended* send time,
+//! so when the server stalls, every request that should have been sent during the stall counts
+//! the wait — exactly what a closed-loop tool hides. Two more histograms separate the parts:
+//! service time (actual send → response) and send lag (intended → actual send: the generator's
+//! own timer slack, about a millisecond with tokio's timer wheel, plus any queueing behind a slow
+//! answer on the same connection). Latencies go into HDR histograms (3 significant digits).
+//!
+//! The generator runs as a child process of the harness (`open-loop-worker`, hidden) on a
+//! single-threaded runtime, pinned with taskset to the load generator's core like wrk.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::cli::OpenLoopArgs;
+
+const MARKER: &str = "SLING_BENCH_OPEN ";
+
+/// Percentiles of one histogram, in microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Percentiles {
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub p9999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Percentiles {
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            p9999_us: h.value_at_quantile(0.9999),
+            max_us: h.max(),
+            mean_us: h.mean(),
+        }
+    }
+}
+
+/// What one open-loop run measured (requests inside the measured window only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenLoopSummary {
+    pub target_rate: u64,
+    /// Responses in the window divided by its length.
+    pub achieved_rate: f64,
+    pub requests: u64,
+    /// 3xx answers.
+    pub redirects: u64,
+    /// Any other status.
+    pub errors_status: u64,
+    /// Connection failures and timeouts.
+    pub errors_io: u64,
+    pub bytes: u64,
+    /// Intended send time → response complete (the number to compare).
+    pub latency: Percentiles,
+    /// Actual send → response complete.
+    pub service: Percentiles,
+    /// Intended → actual send.
+    pub send_lag: Percentiles,
+}
+
+impl OpenLoopSummary {
+    pub fn errors(&self) -> u64 {
+        self.errors_status + self.errors_io
+    }
+}
+
+/// Runs the worker as a pinned child process and returns its summary.
+pub async fn run(pin: &[String], args: &OpenLoopArgs) -> anyhow::Result<OpenLoopSummary> {
+    let me = std::env::current_exe().context("locating the bench executable")?;
+    let mut cmd = match pin.split_first() {
+        Some((first, rest)) => {
+            let mut c = tokio::process::Command::new(first);
+            c.args(rest).arg(&me);
+            c
+        }
+        None => tokio::process::Command::new(&me),
+    };
+    cmd.arg("open-loop-worker")
+        .args(["--target", &args.target, "--slugs"])
+        .arg(&args.slugs)
+        .args([
+            "--rate",
+            &args.rate.to_string(),
+            "--connections",
+            &args.connections.to_string(),
+            "--duration",
+            &args.duration.to_string(),
+            "--warmup",
+            &args.warmup.to_string(),
+            "--seed",
+            &args.seed.to_string(),
+            "--timeout-ms",
+            &args.timeout_ms.to_string(),
+        ])
+        .kill_on_drop(true);
+    let out = cmd.output().await.context("running the open-loop worker")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().find_map(|l| l.strip_prefix(MARKER)) else {
+        bail!(
+            "the open-loop worker printed no summary ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    serde_json::from_str(line).context("parsing the open-loop summary")
+}
+
+/// Entry point of `sling-bench open-loop-worker`.
+pub fn worker_main(args: &OpenLoopArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.slugs)
+        .with_context(|| format!("reading {}", args.slugs.display()))?;
+    let paths: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("/{l}"))
+        .collect();
+    anyhow::ensure!(!paths.is_empty(), "{} has no slugs", args.slugs.display());
+    anyhow::ensure!(
+        args.rate > 0 && args.connections > 0,
+        "rate and connections must be positive"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let summary = rt.block_on(drive(args, std::sync::Arc::new(paths)))?;
+    println!("{MARKER}{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+/// Per-connection tallies, merged at the end.
+struct Tally {
+    latency: Histogram<u64>,
+    service: Histogram<u64>,
+    lag: Histogram<u64>,
+    requests: u64,
+    redirects: u64,
+    errors_status: u64,
+    errors_io: u64,
+    bytes: u64,
+    /// When the last measured request finished.
+    last_done: Option<Instant>,
+}
+
+impl Tally {
+    fn new() -> anyhow::Result<Self> {
+        let h = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3);
+        Ok(Tally {
+            latency: h()?,
+            service: h()?,
+            lag: h()?,
+            requests: 0,
+            redirects: 0,
+            errors_status: 0,
+            errors_io: 0,
+            bytes: 0,
+            last_done: None,
+        })
+    }
+
+    fn merge(&mut self, o: &Tally) -> anyhow::Result<()> {
+        self.latency.add(&o.latency)?;
+        self.service.add(&o.service)?;
+        self.lag.add(&o.lag)?;
+        self.requests += o.requests;
+        self.redirects += o.redirects;
+        self.errors_status += o.errors_status;
+        self.errors_io += o.errors_io;
+        self.bytes += o.bytes;
+        self.last_done = self.last_done.max(o.last_done);
+        Ok(())
+    }
+}
+
+async fn drive(
+    args: &OpenLoopArgs,
+    paths: std::sync::Arc<Vec<String>>,
+) -> anyhow::Result<OpenLoopSummary> {
+    let conns = u64::from(args.connections);
+    // Each connection sends every `interval`; connection i starts i/C of an interval later.
+    let interval = Duration::from_secs_f64(conns as f64 / args.rate as f64);
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let measure_from = t0 + Duration::from_secs(args.warmup);
+    let end = measure_from + Duration::from_secs(args.duration);
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let start = t0 + interval.mul_f64(c as f64 / conns as f64);
+        let paths = paths.clone();
+        let target = args.target.clone();
+        let seed = args.seed.wrapping_mul(31).wrapping_add(c);
+        tasks.push(tokio::spawn(async move {
+            connection(
+                &target,
+                &paths,
+                seed,
+                Schedule {
+                    start,
+                    interval,
+                    measure_from,
+                    end,
+                    timeout,
+                },
+            )
+            .await
+        }));
+    }
+    let mut total = Tally::new()?;
+    for t in tasks {
+        total.merge(&t.await.context("open-loop connection task panicked")??)?;
+    }
+    // A generator (or server) that falls behind finishes the window's requests late: the achieved
+    // rate counts the time it really took.
+    let window = total
+        .last_done
+        .map_or(0.0, |t| (t - measure_from).as_secs_f64())
+        .max(Duration::from_secs(args.duration).as_secs_f64());
+    Ok(OpenLoopSummary {
+        target_rate: args.rate,
+        achieved_rate: total.requests as f64 / window,
+        requests: total.requests,
+        redirects: total.redirects,
+        errors_status: total.errors_status,
+        errors_io: total.errors_io,
+        bytes: total.bytes,
+        latency: Percentiles::of(&total.latency),
+        service: Percentiles::of(&total.service),
+        send_lag: Percentiles::of(&total.lag),
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    interval: Duration,
+    measure_from: Instant,
+    end: Instant,
+    timeout: Duration,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn connect(target: &str) -> anyhow::Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(target).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One connection's schedule. Requests whose intended time falls in the measured window are
+/// recorded; a request that is late because the previous one was slow is sent at once, and its
+/// latency still counts from its intended time.
+async fn connection(
+    target: &str,
+    paths: &[String],
+    seed: u64,
+    s: Schedule,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::new()?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut sender: Option<Sender> = None;
+    let mut k: u32 = 0;
+    loop {
+        let intended = s.start + s.interval * k;
+        k = k.saturating_add(1);
+        if intended >= s.end {
+            break;
+        }
+        tokio::time::sleep_until(intended).await;
+        let measured = intended >= s.measure_from;
+        let path = &paths[rng.random_range(0..paths.len())];
+        let sent = Instant::now();
+        let outcome = tokio::time::timeout(s.timeout, async {
+            if sender.is_none() {
+                sender = Some(connect(target).await?);
+            }
+            let Some(tx) = sender.as_mut() else {
+                bail!("no connection");
+            };
+            tx.ready().await?;
+            let req = http::Request::get(path.as_str())
+                .header(http::header::HOST, target)
+                .body(Empty::<Bytes>::new())?;
+            let resp = tx.send_request(req).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, anyhow::Error>((status, body.len()))
+        })
+        .await;
+        let done = Instant::now();
+        let outcome = match outcome {
+            Ok(Ok(v)) => Some(v),
+            _ => {
+                // Timed out or broke: start a fresh connection for the next request.
+                sender = None;
+                None
+            }
+        };
+        if !measured {
+            continue;
+        }
+        tally.requests += 1;
+        tally.last_done = Some(done);
+        match outcome {
+            Some((status, len)) => {
+                if status.is_redirection() {
+                    tally.redirects += 1;
+                } else {
+                    tally.errors_status += 1;
+                }
+                tally.bytes += len as u64;
+                let us = |d: Duration| (d.as_micros() as u64).max(1);
+                tally.latency.saturating_record(us(done - intended));
+                tally.service.saturating_record(us(done - sent));
+                tally.lag.saturating_record(us(sent - intended));
+            }
+            None => tally.errors_io += 1,
+        }
+    }
+    Ok(tally)
+}

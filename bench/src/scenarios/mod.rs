@@ -1,0 +1,89 @@
+//! One module per scenario, and the checks they share.
+
+mod memory;
+mod propagate;
+mod redirect;
+mod swap;
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::cli::{Cli, Command};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Redirect(a) => redirect::run(a).await,
+        Command::Swap(a) => swap::run(a).await,
+        Command::Propagate(a) => propagate::run(a).await,
+        Command::Memory(a) => memory::run(a).await,
+        Command::Clicks(_) => pending(
+            "clicks",
+            "issue 5 (click tracking: channel, shipper, ingest)",
+        ),
+        Command::Api(_) => pending(
+            "api",
+            "click ingest (issue 5), and the finished links API (issue 3) with a Postgres to run against",
+        ),
+        Command::Tls(_) => pending("tls", "TLS termination with ACME certificates (issue 8)"),
+        Command::OpenLoopWorker(_) => bail!("open-loop-worker is started by the harness itself"),
+    }
+}
+
+fn pending(scenario: &str, needs: &str) -> anyhow::Result<()> {
+    bail!("scenario `{scenario}` is not available yet: needs {needs}")
+}
+
+/// Checks that `GET /{slug}` on `target` answers a redirect to `destination` for every pair, and
+/// that an unknown slug answers 404 — before any load, so a run never measures error pages.
+pub async fn preflight(
+    client: &reqwest::Client,
+    who: &str,
+    target: &str,
+    expected: &[(String, String)],
+) -> anyhow::Result<()> {
+    for (slug, destination) in expected {
+        let resp = client.get(format!("http://{target}/{slug}")).send().await?;
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if !resp.status().is_redirection() || location != *destination {
+            bail!(
+                "preflight: {who} answered {} with Location {location:?} for /{slug}, expected a redirect to {destination}",
+                resp.status()
+            );
+        }
+    }
+    let resp = client
+        .get(format!("http://{target}/zz-not-a-bench-slug"))
+        .send()
+        .await?;
+    if resp.status() != reqwest::StatusCode::NOT_FOUND {
+        bail!(
+            "preflight: {who} answered {} for an unknown slug, expected 404",
+            resp.status()
+        );
+    }
+    Ok(())
+}
+
+/// Share of one core a process tree used while `f` ran (1.0 = one core busy the whole time).
+pub async fn cpu_share<T>(
+    pid: u32,
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, f64)> {
+    let before = crate::procs::tree_cpu_seconds(pid);
+    let started = std::time::Instant::now();
+    let out = f.await?;
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let used = crate::procs::tree_cpu_seconds(pid) - before;
+    Ok((out, used / elapsed))
+}
+
+/// Seconds as a `Duration`.
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}

@@ -1,0 +1,445 @@
+//! Click ingestion: one proxy batch → one transaction that records the batch id, inserts the raw
+//! events, upserts the 15-minute rollups and bumps `links.clicks`; plus retention pruning.
+//!
+//! Throughput is the point here (the target is 100,000 events/s into Postgres on two cores), so
+//! each table gets exactly one statement per batch, whatever its size, with a fixed handful of
+//! parameters ([`RowSet`]): on Postgres one array per column expanded by `UNNEST` (sqlx's `Any`
+//! driver cannot bind arrays, so each travels as its text literal and is cast server-side), on
+//! SQLite one JSON text expanded by `json_each`. No bind-parameter limits, one parse and plan per
+//! statement, and the statement text never changes, so it stays in the statement cache. (Measured
+//! on Postgres 15: parsing 1000 rows of `text[]` literals is ~2.5x cheaper than
+//! `json_to_recordset`.) This is the one place where SQL differs by backend, in
+//! [`RowSet::source`] only.
+//!
+//! Rollups are aggregated in memory first, so a batch does one upsert per distinct
+//! (link, bucket, dimension, value), and the keys are sorted so concurrent batches take row locks
+//! in the same order (no deadlocks between two ingests on Postgres).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use sling_shared::clicks::{ClickBatch, ClickEvent};
+use sqlx::Row;
+
+use super::{Backend, Db};
+
+/// Width of a rollup bucket. Every UTC offset in use is a multiple of 15 minutes, so local hour
+/// and day boundaries in any zone fall on bucket edges (see `api::stats`).
+pub const BUCKET_MS: i64 = 15 * 60 * 1000;
+
+/// Rollup dimensions. `total` has the empty value; `qr` counts clicks that came through a QR code.
+pub const DIMS: &[&str] = &[
+    "total", "country", "device", "browser", "os", "referrer", "qr",
+];
+
+/// Longest stored dimension value; longer ones (only a misbehaving proxy sends them) are cut.
+const MAX_VALUE_LEN: usize = 64;
+const MAX_HOST_LEN: usize = 253;
+const MAX_VISITOR_LEN: usize = 128;
+
+/// The start of the 15-minute UTC bucket holding `at_ms`.
+pub fn bucket_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(BUCKET_MS) * BUCKET_MS
+}
+
+/// What one ingest did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ingested {
+    /// False when the batch id had been ingested before; nothing was written.
+    pub accepted: bool,
+    /// Events stored (for known links).
+    pub stored: usize,
+    /// Events whose link does not exist (deleted since, or never): acknowledged, not stored.
+    pub unknown_link: usize,
+}
+
+/// One value of a [`RowSet`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Val<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// Rows for one statement, sent as few bind parameters as possible: on Postgres one array per
+/// column (`UNNEST(CAST($n AS text[]), CAST($n+1 AS bigint[]), …)`, the array travelling as its
+/// text literal because the `Any` driver cannot bind arrays), on SQLite one JSON array of arrays
+/// expanded by `json_each`.
+pub(crate) struct RowSet<'a> {
+    /// (column alias, Postgres element type: `text` or `bigint`).
+    cols: &'static [(&'static str, &'static str)],
+    rows: Vec<Val<'a>>,
+}
+
+impl<'a> RowSet<'a> {
+    pub(crate) fn new(cols: &'static [(&'static str, &'static str)], capacity: usize) -> Self {
+        Self {
+            cols,
+            rows: Vec::with_capacity(capacity * cols.len()),
+        }
+    }
+
+    /// Appends a row; `vals` must have one value per column.
+    pub(crate) fn push(&mut self, vals: &[Val<'a>]) {
+        debug_assert_eq!(vals.len(), self.cols.len());
+        self.rows.extend_from_slice(vals);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The FROM-clause source (aliased `alias`, columns named as in `cols`) whose parameters
+    /// start at `$first`, and the parameter values to bind in order.
+    pub(crate) fn source(
+        &self,
+        backend: Backend,
+        first: usize,
+        alias: &str,
+    ) -> sqlx::Result<(String, Vec<String>)> {
+        let width = self.cols.len();
+        match backend {
+            Backend::Postgres => {
+                let mut arrays = vec![String::from("{"); width];
+                for (i, v) in self.rows.iter().enumerate() {
+                    let a = &mut arrays[i % width];
+                    if a.len() > 1 {
+                        a.push(',');
+                    }
+                    match v {
+                        Val::Int(n) => a.push_str(&n.to_string()),
+                        Val::Text(t) => {
+                            a.push('"');
+                            for c in t.chars() {
+                                if c == '"' || c == '\\' {
+                                    a.push('\\');
+                                }
+                                a.push(c);
+                            }
+                            a.push('"');
+                        }
+                    }
+                }
+                for a in &mut arrays {
+                    a.push('}');
+                }
+                let casts: Vec<String> = self
+                    .cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, t))| format!("CAST(${} AS {t}[])", first + i))
+                    .collect();
+                let names: Vec<&str> = self.cols.iter().map(|(n, _)| *n).collect();
+                let sql = format!(
+                    "UNNEST({}) AS {alias}({})",
+                    casts.join(", "),
+                    names.join(", ")
+                );
+                Ok((sql, arrays))
+            }
+            Backend::Sqlite => {
+                let rows: Vec<Vec<serde_json::Value>> = self
+                    .rows
+                    .chunks(width)
+                    .map(|r| {
+                        r.iter()
+                            .map(|v| match v {
+                                Val::Int(n) => serde_json::Value::from(*n),
+                                Val::Text(t) => serde_json::Value::from(*t),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let exprs: Vec<String> = self
+                    .cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| format!("json_extract(value, '$[{i}]') AS {n}"))
+                    .collect();
+                let sql = format!(
+                    "(SELECT {} FROM json_each(${first})) AS {alias}",
+                    exprs.join(", ")
+                );
+                Ok((sql, vec![to_json(&rows)?]))
+            }
+        }
+    }
+}
+
+/// Runs `sql` (whose other parameters come first, `$1..`) with the row-set parameters bound.
+async fn execute_with(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    params: Vec<String>,
+) -> sqlx::Result<u64> {
+    let mut q = sqlx::query(sql);
+    for p in params {
+        q = q.bind(p);
+    }
+    Ok(q.execute(conn).await?.rows_affected())
+}
+
+fn to_json<T: Serialize>(v: &T) -> sqlx::Result<String> {
+    serde_json::to_string(v).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// One event as stored: unknown country and referrer are '', other labels `unknown` when empty.
+struct Clean<'a> {
+    at_ms: i64,
+    country: String,
+    device: &'a str,
+    browser: &'a str,
+    os: &'a str,
+    bot: bool,
+    referrer: String,
+    visitor: &'a str,
+    qr: bool,
+}
+
+fn label(s: &str) -> &str {
+    let s = clip(s.trim(), MAX_VALUE_LEN);
+    if s.is_empty() { "unknown" } else { s }
+}
+
+fn clean(e: &ClickEvent) -> Clean<'_> {
+    let country = e
+        .country
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+        .map(str::to_ascii_uppercase)
+        .unwrap_or_default();
+    let referrer = e
+        .referrer_host
+        .as_deref()
+        .map(|h| clip(h.trim(), MAX_HOST_LEN).to_ascii_lowercase())
+        .unwrap_or_default();
+    Clean {
+        at_ms: e.at_ms,
+        country,
+        device: label(&e.device),
+        browser: label(&e.browser),
+        os: label(&e.os),
+        bot: e.bot,
+        referrer,
+        visitor: clip(&e.visitor, MAX_VISITOR_LEN),
+        qr: e.qr,
+    }
+}
+
+const EVENT_COLS: &[(&str, &str)] = &[
+    ("l", "text"),
+    ("t", "text"),
+    ("a", "bigint"),
+    ("c", "text"),
+    ("d", "text"),
+    ("b", "text"),
+    ("o", "text"),
+    ("x", "bigint"),
+    ("r", "text"),
+    ("v", "text"),
+    ("q", "bigint"),
+];
+const ROLLUP_COLS: &[(&str, &str)] = &[
+    ("l", "text"),
+    ("t", "text"),
+    ("k", "bigint"),
+    ("d", "text"),
+    ("v", "text"),
+    ("c", "bigint"),
+    ("x", "bigint"),
+];
+const COUNT_COLS: &[(&str, &str)] = &[("l", "text"), ("n", "bigint")];
+const ID_COLS: &[(&str, &str)] = &[("l", "text")];
+
+/// Ingests `batch` at most once: see the module docs. Events for links that do not exist are
+/// acknowledged and counted in [`Ingested::unknown_link`], never an error (a batch that could
+/// not be acknowledged would be retried forever).
+pub async fn ingest(db: &Db, batch: &ClickBatch, now_ms: i64) -> sqlx::Result<Ingested> {
+    let mut w = db.begin_write().await?;
+    let backend = w.backend;
+    let fresh = sqlx::query(
+        "INSERT INTO ingested_batches (batch_id, proxy_id, events, ingested_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (batch_id) DO NOTHING",
+    )
+    .bind(&batch.batch_id)
+    .bind(&batch.proxy_id)
+    .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
+    .bind(now_ms)
+    .execute(&mut *w.tx)
+    .await?
+    .rows_affected();
+    if fresh == 0 {
+        // Dropping `w` rolls back (nothing else was written).
+        return Ok(Ingested::default());
+    }
+    if batch.events.is_empty() {
+        w.commit().await?;
+        return Ok(Ingested {
+            accepted: true,
+            ..Ingested::default()
+        });
+    }
+
+    // Which team owns each link (and which links exist at all).
+    let ids: BTreeSet<&str> = batch.events.iter().map(|e| e.link_id.as_str()).collect();
+    let mut id_rows = RowSet::new(ID_COLS, ids.len());
+    for id in &ids {
+        id_rows.push(&[Val::Text(id)]);
+    }
+    let (src, params) = id_rows.source(backend, 1, "j")?;
+    let sql = format!("SELECT id, team_id FROM links WHERE id IN (SELECT l FROM {src})");
+    let mut q = sqlx::query(&sql);
+    for p in params {
+        q = q.bind(p);
+    }
+    let rows = q.fetch_all(&mut *w.tx).await?;
+    let mut teams: HashMap<String, String> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        teams.insert(row.try_get("id")?, row.try_get("team_id")?);
+    }
+
+    let mut cleaned = Vec::with_capacity(batch.events.len());
+    let mut unknown = 0usize;
+    for e in &batch.events {
+        match teams.get_key_value(e.link_id.as_str()) {
+            Some((link, team)) => cleaned.push((link.as_str(), team.as_str(), clean(e))),
+            None => unknown += 1,
+        }
+    }
+    let mut events = RowSet::new(EVENT_COLS, cleaned.len());
+    // Rollups and counters, aggregated in memory; BTreeMap order = lock order.
+    let mut rollups: BTreeMap<(&str, i64, &str, &str), (i64, i64)> = BTreeMap::new();
+    let mut humans: BTreeMap<&str, i64> = BTreeMap::new();
+    for (link, team, c) in &cleaned {
+        events.push(&[
+            Val::Text(link),
+            Val::Text(team),
+            Val::Int(c.at_ms),
+            Val::Text(&c.country),
+            Val::Text(c.device),
+            Val::Text(c.browser),
+            Val::Text(c.os),
+            Val::Int(i64::from(c.bot)),
+            Val::Text(&c.referrer),
+            Val::Text(c.visitor),
+            Val::Int(i64::from(c.qr)),
+        ]);
+        let bucket = bucket_of(c.at_ms);
+        let (h, b) = if c.bot { (0, 1) } else { (1, 0) };
+        for (dim, value) in [
+            ("total", ""),
+            ("country", c.country.as_str()),
+            ("device", c.device),
+            ("browser", c.browser),
+            ("os", c.os),
+            ("referrer", c.referrer.as_str()),
+        ] {
+            let slot = rollups.entry((link, bucket, dim, value)).or_default();
+            slot.0 += h;
+            slot.1 += b;
+        }
+        if c.qr {
+            let slot = rollups.entry((link, bucket, "qr", "")).or_default();
+            slot.0 += h;
+            slot.1 += b;
+        }
+        if !c.bot {
+            *humans.entry(link).or_default() += 1;
+        }
+    }
+
+    if !events.is_empty() {
+        let (src, params) = events.source(backend, 1, "j")?;
+        let sql = format!(
+            "INSERT INTO click_events (link_id, team_id, at_ms, country, device, browser, os, bot, \
+             referrer_host, visitor, qr) SELECT l, t, a, c, d, b, o, x, r, v, q FROM {src}"
+        );
+        execute_with(&mut w.tx, &sql, params).await?;
+
+        let mut rows = RowSet::new(ROLLUP_COLS, rollups.len());
+        for (&(l, k, d, v), &(c, x)) in &rollups {
+            let t = teams.get(l).map(String::as_str).unwrap_or("");
+            rows.push(&[
+                Val::Text(l),
+                Val::Text(t),
+                Val::Int(k),
+                Val::Text(d),
+                Val::Text(v),
+                Val::Int(c),
+                Val::Int(x),
+            ]);
+        }
+        let (src, params) = rows.source(backend, 1, "j")?;
+        // `WHERE true` resolves SQLite's parse ambiguity between a join's ON and the upsert's.
+        let sql = format!(
+            "INSERT INTO click_rollups (link_id, team_id, bucket_ms, dim, dim_value, clicks, bots) \
+             SELECT l, t, k, d, v, c, x FROM {src} WHERE true \
+             ON CONFLICT (link_id, bucket_ms, dim, dim_value) DO UPDATE SET \
+             clicks = click_rollups.clicks + excluded.clicks, \
+             bots = click_rollups.bots + excluded.bots"
+        );
+        execute_with(&mut w.tx, &sql, params).await?;
+
+        if !humans.is_empty() {
+            let mut counts = RowSet::new(COUNT_COLS, humans.len());
+            for (&l, &n) in &humans {
+                counts.push(&[Val::Text(l), Val::Int(n)]);
+            }
+            let (src, params) = counts.source(backend, 1, "j")?;
+            let sql = format!(
+                "UPDATE links SET clicks = links.clicks + j.n FROM {src} WHERE links.id = j.l"
+            );
+            execute_with(&mut w.tx, &sql, params).await?;
+        }
+    }
+    let stored = cleaned.len();
+    w.commit().await?;
+    Ok(Ingested {
+        accepted: true,
+        stored,
+        unknown_link: unknown,
+    })
+}
+
+/// Deletes raw events and remembered batch ids older than `cutoff_ms`; returns the events
+/// deleted. Rollups are kept forever. Runs per team so each delete walks the (team_id, at_ms)
+/// index instead of the whole table. (Events of a team that no longer exists are not pruned; teams
+/// are not deleted through the API.)
+pub async fn prune(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
+    let teams: Vec<String> = sqlx::query("SELECT id FROM teams")
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<sqlx::Result<_>>()?;
+    let mut deleted = 0;
+    for team in teams {
+        let mut w = db.begin_write().await?;
+        deleted += sqlx::query("DELETE FROM click_events WHERE team_id = $1 AND at_ms < $2")
+            .bind(&team)
+            .bind(cutoff_ms)
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+        w.commit().await?;
+    }
+    let mut w = db.begin_write().await?;
+    sqlx::query("DELETE FROM ingested_batches WHERE ingested_at < $1")
+        .bind(cutoff_ms)
+        .execute(&mut *w.tx)
+        .await?;
+    w.commit().await?;
+    Ok(deleted)
+}

@@ -1,0 +1,258 @@
+//! Raw click → [`ClickEvent`]: the client address ([`super::client_ip`]), its country
+//! ([`super::geo`] or a trusted CDN header), device / browser / OS, the bot flag, the referrer's
+//! host and the unique-visitor key. Runs on the shipper (and overflow spooler) thread only.
+//!
+//! Libraries, chosen for bundled data (nothing fetched or loaded at run time) and speed:
+//! - `woothee`: the woothee project's shared UA dataset compiled into the crate; a handful of
+//!   string probes per agent instead of hundreds of regexes (uap-rs needs the external regexes
+//!   YAML). Its `crawler` category also marks bots.
+//! - `isbot`: the regex list of the widely used `isbot` (npm) project, bundled. An agent is a bot
+//!   when either says so (curl and other HTTP libraries are only on the isbot list).
+//!
+//! Results are cached per agent string (agents repeat heavily), the cache being cleared when it
+//! grows past [`UA_CACHE_MAX`].
+//!
+//! **Visitor key.** `hex(HMAC-SHA256(salt_day, ip ‖ 0 ‖ user-agent ‖ 0 ‖ day))[..32]` with
+//! `salt_day = HMAC-SHA256(fleet token, "visitor-salt:" + YYYY-MM-DD)` (UTC day of the click). Every
+//! proxy of a fleet shares the fleet token, so they agree on the salt without talking to each
+//! other; the salt changes every day, so keys cannot be linked across days, and the address itself
+//! is never stored or shipped. Without a fleet token (no control plane) a random per-process key
+//! is used.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sling_shared::clicks::ClickEvent;
+
+use super::RawClick;
+use super::client_ip::TrustedProxies;
+use super::geo::{Geo, country_code};
+
+/// Distinct user agents remembered before the cache is cleared.
+pub const UA_CACHE_MAX: usize = 10_000;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Immutable enrichment data, shared by the threads that enrich.
+pub struct Enricher {
+    geo: Geo,
+    trusted: TrustedProxies,
+    /// A `--country-header` is configured (its value was copied into the raw click).
+    country_header: bool,
+    ua: woothee::parser::Parser,
+    bots: isbot::Bots,
+    visitor_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Enricher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enricher")
+            .field("geo", &self.geo)
+            .field("trusted", &self.trusted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a user agent says about the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub device: &'static str,
+    pub browser: String,
+    pub os: String,
+    pub bot: bool,
+}
+
+/// Per-thread memo: the day's salt and parsed user agents.
+#[derive(Debug, Default)]
+pub struct EnrichCache {
+    salt: Option<(i64, [u8; 32])>,
+    agents: HashMap<Box<str>, Agent>,
+}
+
+impl Enricher {
+    /// `visitor_key`: the fleet token (or any fleet-wide secret); `None` draws a random one.
+    pub fn new(
+        geo: Geo,
+        trusted: TrustedProxies,
+        country_header: bool,
+        visitor_key: Option<&str>,
+    ) -> Self {
+        let visitor_key = match visitor_key {
+            Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
+            _ => rand::random::<[u8; 32]>().to_vec(),
+        };
+        Self {
+            geo,
+            trusted,
+            country_header,
+            ua: woothee::parser::Parser::new(),
+            bots: isbot::Bots::default(),
+            visitor_key,
+        }
+    }
+
+    pub fn enrich(&self, raw: &RawClick, cache: &mut EnrichCache) -> ClickEvent {
+        let peer_trusted = self.trusted.contains(raw.peer);
+        let ip = self.trusted.client_ip(
+            raw.peer,
+            raw.forwarded_for.as_deref(),
+            raw.forwarded.as_deref(),
+        );
+        let country = raw
+            .country_header
+            .as_deref()
+            .filter(|_| self.country_header && peer_trusted)
+            .and_then(country_code)
+            .or_else(|| self.geo.country(ip));
+        let ua = raw.user_agent.as_deref().unwrap_or("");
+        let agent = self.agent_cached(ua, cache);
+        ClickEvent {
+            link_id: raw.link_id.to_string(),
+            at_ms: raw.at_ms,
+            country,
+            device: agent.device.to_owned(),
+            browser: agent.browser,
+            os: agent.os,
+            bot: agent.bot,
+            referrer_host: raw.referer.as_deref().and_then(referrer_host),
+            visitor: self.visitor(ip, ua, raw.at_ms, cache),
+            qr: raw.qr,
+        }
+    }
+
+    fn agent_cached(&self, ua: &str, cache: &mut EnrichCache) -> Agent {
+        if let Some(agent) = cache.agents.get(ua) {
+            return agent.clone();
+        }
+        let agent = self.agent(ua);
+        if cache.agents.len() >= UA_CACHE_MAX {
+            cache.agents.clear();
+        }
+        cache.agents.insert(ua.into(), agent.clone());
+        agent
+    }
+
+    /// Device, browser, OS and bot flag of a user agent.
+    pub fn agent(&self, ua: &str) -> Agent {
+        let parsed = self.ua.parse(ua);
+        let crawler = parsed.as_ref().is_some_and(|r| r.category == "crawler");
+        let bot = crawler || (!ua.is_empty() && self.bots.is_bot(ua));
+        let (name, os, category) = parsed
+            .as_ref()
+            .map_or(("", "", ""), |r| (r.name, r.os, r.category));
+        let device = if bot {
+            "bot"
+        } else {
+            match category {
+                "pc" => "desktop",
+                "smartphone" if os == "iPad" || (os == "Android" && !ua.contains("Mobile")) => {
+                    "tablet"
+                }
+                "smartphone" | "mobilephone" => "mobile",
+                _ => "unknown",
+            }
+        };
+        Agent {
+            device,
+            browser: known(name),
+            os: os_family(os).to_owned(),
+            bot,
+        }
+    }
+
+    fn visitor(&self, ip: IpAddr, ua: &str, at_ms: i64, cache: &mut EnrichCache) -> String {
+        let day = at_ms.div_euclid(86_400_000);
+        let salt = match cache.salt {
+            Some((d, salt)) if d == day => salt,
+            _ => {
+                let salt = day_salt(&self.visitor_key, at_ms);
+                cache.salt = Some((day, salt));
+                salt
+            }
+        };
+        visitor_key(&salt, ip, ua, day)
+    }
+}
+
+/// `HMAC-SHA256(key, "visitor-salt:" + YYYY-MM-DD)` for the UTC day of `at_ms`.
+pub fn day_salt(key: &[u8], at_ms: i64) -> [u8; 32] {
+    let date = jiff::Timestamp::from_millisecond(at_ms)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        // Outside jiff's range (year ±9999): fall back to the day number, still daily and shared.
+        .unwrap_or_else(|_| at_ms.div_euclid(86_400_000).to_string());
+    hmac(key, &[b"visitor-salt:", date.as_bytes()])
+}
+
+fn visitor_key(salt: &[u8; 32], ip: IpAddr, ua: &str, day: i64) -> String {
+    let ip = ip.to_canonical().to_string();
+    let day = day.to_be_bytes();
+    let mac = hmac(salt, &[ip.as_bytes(), b"\0", ua.as_bytes(), b"\0", &day]);
+    hex(mac.get(..16).unwrap_or(&mac))
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
+        return [0; 32];
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+fn known(value: &str) -> String {
+    if value.is_empty() || value == woothee::woothee::VALUE_UNKNOWN {
+        "unknown".to_owned()
+    } else {
+        value.to_owned()
+    }
+}
+
+/// woothee names OS versions (`Windows 10`, `iPhone`, `Mac OSX`); stats group by family.
+fn os_family(os: &str) -> &str {
+    match os {
+        "iPhone" | "iPad" | "iPod" | "iOS" => "iOS",
+        "Mac OSX" | "Mac OS Classic" => "macOS",
+        "Windows Phone OS" => "Windows Phone",
+        "" | woothee::woothee::VALUE_UNKNOWN => "unknown",
+        os if os.starts_with("Windows") => "Windows",
+        os => os,
+    }
+}
+
+/// The lower-case host of a `Referer`, when it is an absolute URL with a host.
+pub fn referrer_host(referer: &str) -> Option<String> {
+    let url = url::Url::parse(referer.trim()).ok()?;
+    let host = url.host_str()?.trim_end_matches('.');
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn hex_and_salt() {
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+        // 2024-03-10T23:59:59.999Z and 2024-03-11T00:00:00Z fall on different days.
+        let a = day_salt(b"k", 1_710_115_199_999);
+        let b = day_salt(b"k", 1_710_115_200_000);
+        assert_ne!(a, b);
+        assert_eq!(a, day_salt(b"k", 1_710_028_800_000));
+        assert_ne!(a, day_salt(b"other", 1_710_115_199_999));
+    }
+}

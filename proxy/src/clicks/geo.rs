@@ -1,0 +1,220 @@
+//! Country of an address. Two real data sources, picked once at start:
+//!
+//! - a MaxMind-format database (`--geoip-db`: GeoIP2/GeoLite2 Country or City, DB-IP lite, …),
+//!   read with the `maxminddb` crate;
+//! - otherwise tor's range files as Debian ships them in `tor-geoipdb` (`/usr/share/tor/geoip`:
+//!   `FROM,TO,CC` with IPv4 addresses as integers; `geoip6`: `FROM_IP,TO_IP,CC`), loaded into
+//!   sorted vectors and binary-searched. Free, updated with tor, no account needed.
+//!
+//! A trusted CDN header beats both; that choice is made in [`super::enrich`].
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::Path;
+
+use maxminddb::{PathElement, Reader};
+
+/// A country source.
+pub enum Geo {
+    MaxMind(Box<Reader<Vec<u8>>>),
+    Tor(TorGeoIp),
+    None,
+}
+
+impl std::fmt::Debug for Geo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Geo::MaxMind(_) => f.write_str("Geo::MaxMind"),
+            Geo::Tor(t) => write!(f, "Geo::Tor({} v4, {} v6 ranges)", t.v4.len(), t.v6.len()),
+            Geo::None => f.write_str("Geo::None"),
+        }
+    }
+}
+
+impl Geo {
+    /// Opens a MaxMind database (an error: the operator asked for it and it is unusable).
+    pub fn maxmind(path: &Path) -> anyhow::Result<Self> {
+        let reader = Reader::open_readfile(path)
+            .map_err(|e| anyhow::anyhow!("opening --geoip-db {}: {e}", path.display()))?;
+        Ok(Geo::MaxMind(Box::new(reader)))
+    }
+
+    /// Loads tor's files from `dir`, or `Geo::None` (with a warning) when they are missing.
+    pub fn tor_or_none(dir: &Path) -> Self {
+        match TorGeoIp::load(dir) {
+            Ok(tor) => {
+                tracing::info!(
+                    dir = %dir.display(),
+                    ipv4_ranges = tor.v4.len(),
+                    ipv6_ranges = tor.v6.len(),
+                    "loaded tor geoip ranges"
+                );
+                Geo::Tor(tor)
+            }
+            Err(error) => {
+                tracing::warn!(%error, dir = %dir.display(), "no tor geoip files (apt-get install tor-geoipdb); clicks will have no country");
+                Geo::None
+            }
+        }
+    }
+
+    /// Upper-case ISO 3166-1 alpha-2 code, when known.
+    pub fn country(&self, ip: IpAddr) -> Option<String> {
+        match self {
+            Geo::MaxMind(reader) => {
+                let result = reader.lookup(ip.to_canonical()).ok()?;
+                let code: Option<String> = result
+                    .decode_path(&[PathElement::Key("country"), PathElement::Key("iso_code")])
+                    .ok()
+                    .flatten()
+                    .or_else(|| {
+                        result
+                            .decode_path(&[
+                                PathElement::Key("registered_country"),
+                                PathElement::Key("iso_code"),
+                            ])
+                            .ok()
+                            .flatten()
+                    });
+                code.and_then(|c| country_code(&c))
+            }
+            Geo::Tor(tor) => tor
+                .lookup(ip)
+                .map(|cc| String::from_utf8_lossy(&cc).into_owned()),
+            Geo::None => None,
+        }
+    }
+}
+
+/// `XX`-style two-letter code, upper-cased; `None` for anything else and for the placeholders
+/// CDNs and databases use for "unknown" (`XX`, `T1` (tor), `??`).
+pub fn country_code(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let bytes = raw.as_bytes();
+    if bytes.len() != 2 || !bytes.iter().all(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let code = raw.to_ascii_uppercase();
+    (code != "XX").then_some(code)
+}
+
+/// tor's ranges: `(first, last, country)`, sorted by `first`, non-overlapping.
+#[derive(Debug, Default)]
+pub struct TorGeoIp {
+    v4: Vec<(u32, u32, [u8; 2])>,
+    v6: Vec<(u128, u128, [u8; 2])>,
+}
+
+impl TorGeoIp {
+    /// Reads `dir/geoip` and `dir/geoip6`; either may be missing, not both.
+    pub fn load(dir: &Path) -> std::io::Result<Self> {
+        let v4 = std::fs::read_to_string(dir.join("geoip"));
+        let v6 = std::fs::read_to_string(dir.join("geoip6"));
+        if let (Err(e), Err(_)) = (&v4, &v6) {
+            return Err(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        Ok(Self::parse(
+            v4.as_deref().unwrap_or(""),
+            v6.as_deref().unwrap_or(""),
+        ))
+    }
+
+    /// Parses the two files' text; malformed lines, comments and `??` ranges are skipped.
+    pub fn parse(v4_text: &str, v6_text: &str) -> Self {
+        let mut v4: Vec<(u32, u32, [u8; 2])> = lines(v4_text)
+            .filter_map(|(from, to, cc)| Some((from.parse().ok()?, to.parse().ok()?, cc)))
+            .filter(|(from, to, _)| from <= to)
+            .collect();
+        let mut v6: Vec<(u128, u128, [u8; 2])> = lines(v6_text)
+            .filter_map(|(from, to, cc)| {
+                let from: Ipv6Addr = from.parse().ok()?;
+                let to: Ipv6Addr = to.parse().ok()?;
+                Some((u128::from(from), u128::from(to), cc))
+            })
+            .filter(|(from, to, _)| from <= to)
+            .collect();
+        v4.sort_unstable_by_key(|r| r.0);
+        v6.sort_unstable_by_key(|r| r.0);
+        Self { v4, v6 }
+    }
+
+    pub fn lookup(&self, ip: IpAddr) -> Option<[u8; 2]> {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => find(&self.v4, u32::from(v4)),
+            IpAddr::V6(v6) => find(&self.v6, u128::from(v6)),
+        }
+    }
+}
+
+fn lines(text: &str) -> impl Iterator<Item = (&str, &str, [u8; 2])> {
+    text.lines().filter_map(|line| {
+        let line = line.trim();
+        if line.starts_with('#') {
+            return None;
+        }
+        let mut parts = line.split(',');
+        let (from, to, cc) = (parts.next()?, parts.next()?, parts.next()?);
+        let cc = country_code(cc)?;
+        let b = cc.as_bytes();
+        Some((from.trim(), to.trim(), [*b.first()?, *b.get(1)?]))
+    })
+}
+
+fn find<T: Ord + Copy>(ranges: &[(T, T, [u8; 2])], key: T) -> Option<[u8; 2]> {
+    // The last range starting at or before `key`, if `key` is inside it.
+    let i = ranges.partition_point(|r| r.0 <= key);
+    let (from, to, cc) = *ranges.get(i.checked_sub(1)?)?;
+    (from <= key && key <= to).then_some(cc)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_and_searches_ranges() {
+        // Out of order on purpose; a comment, a `??` range and a broken line are skipped.
+        let v4 = "# comment\n33554432,33554687,FR\n16777216,16777471,AU\n16777472,16778239,??\nbroken\n50331648,50331903,us\n";
+        let v6 = "2001:200::,2001:200:ffff:ffff:ffff:ffff:ffff:ffff,JP\n2a00::,2a00:ff::,DE\n";
+        let t = TorGeoIp::parse(v4, v6);
+        let cc = |ip: &str| {
+            t.lookup(ip.parse().unwrap())
+                .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        };
+        assert_eq!(cc("1.0.0.0").as_deref(), Some("AU")); // first address of a range
+        assert_eq!(cc("1.0.0.255").as_deref(), Some("AU")); // last
+        assert_eq!(cc("1.0.1.0"), None); // `??`
+        assert_eq!(cc("2.0.0.7").as_deref(), Some("FR"));
+        assert_eq!(cc("3.0.0.1").as_deref(), Some("US"));
+        assert_eq!(cc("3.0.1.0"), None); // past the last range
+        assert_eq!(cc("0.0.0.1"), None); // before the first
+        assert_eq!(cc("::ffff:1.0.0.9").as_deref(), Some("AU")); // mapped v4
+        assert_eq!(cc("2001:200:1::1").as_deref(), Some("JP"));
+        assert_eq!(cc("2a00:ff::").as_deref(), Some("DE"));
+        assert_eq!(cc("2a00:ff::1"), None);
+        let geo = Geo::Tor(t);
+        assert_eq!(
+            geo.country("2.0.0.1".parse().unwrap()).as_deref(),
+            Some("FR")
+        );
+        assert_eq!(Geo::None.country("2.0.0.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn country_codes() {
+        assert_eq!(country_code("de").as_deref(), Some("DE"));
+        assert_eq!(country_code(" US ").as_deref(), Some("US"));
+        assert_eq!(country_code("XX"), None);
+        assert_eq!(country_code("T1"), None);
+        assert_eq!(country_code("??"), None);
+        assert_eq!(country_code("USA"), None);
+    }
+
+    #[test]
+    fn missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(TorGeoIp::load(dir.path()).is_err());
+        assert!(matches!(Geo::tor_or_none(dir.path()), Geo::None));
+        assert!(Geo::maxmind(&dir.path().join("nope.mmdb")).is_err());
+    }
+}

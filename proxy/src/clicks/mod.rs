@@ -1,0 +1,332 @@
+//! The click path: record every followed link without ever slowing down or failing a redirect, and
+//! without ever losing a click.
+//!
+//! ```text
+//! request task ──try_send──▶ bounded channel ──▶ shipper thread ──POST──▶ control plane
+//!      │ (full)                                    │  batch, enrich,        /internal/v1/clicks
+//!      ▼                                           │  id, retry w/ backoff
+//! unbounded overflow ──▶ overflow spooler thread ──┴──▶ spool dir (fsync'd) ──replay──┘
+//! ```
+//!
+//! **On the request task** ([`ClickSink::record`]) a [`RawClick`] is filled with copies of a few
+//! header values (no parsing beyond a `qr=1` check of the query string) and offered to a bounded
+//! crossbeam channel with `try_send`, which never waits. When the channel is full (the shipper is
+//! stuck behind a slow control plane) the click goes to an *unbounded* crossbeam channel instead:
+//! its `send` never blocks either (it only allocates), and it is drained by a separate overflow
+//! spooler thread that enriches and writes those clicks straight to the spool. Both the fsync and
+//! the enrichment therefore always happen on plain threads, never on the async executor. The
+//! overflow channel grows only while disk writes are slower than the incoming click rate, which is
+//! the price of "never drop, never block"; [`crate::metrics`] counts every overflow.
+//!
+//! **The shipper thread** ([`shipper`]) runs a crossbeam `select!` loop over (clicks, a timer tick,
+//! shutdown). It enriches each click as it arrives ([`enrich`]), cuts a batch every
+//! `batch_size` clicks or `batch_interval`, names it (`proxy id - start time - counter - random`),
+//! and POSTs it with the fleet token. A batch that is not answered 200 goes to the [`spool`], and
+//! the control plane counts as down for a capped, jittered exponential backoff during which new
+//! batches are spooled without trying. The spool is replayed oldest first on start, after each
+//! backoff, and every second; a file is deleted only after a 200 receipt for its batch id (ingest is
+//! idempotent by batch id, so a resend after a crash is harmless). Without a control plane every
+//! batch is spooled and kept: nothing is ever deleted unacknowledged, the spool size is exported
+//! as metrics, and a warning is logged while it exceeds [`shipper::SPOOL_WARN_BYTES`].
+//!
+//! **Shutdown** ([`Shipper::shutdown`], called by [`crate::run_with_listeners`] after connections
+//! have drained): the sink is closed (late clicks take the synchronous [`ClickSink`] fallback
+//! below), the shipper drains its channel, tries to deliver what it holds for a few seconds and
+//! spools the rest, the overflow spooler drains and spools its queue, and both threads are joined
+//! with a bounded wait before `run` returns. A click recorded after that (a connection that outlived
+//! the drain timeout) is enriched and spooled synchronously on its task: rare, and the executor is
+//! shutting down anyway.
+//!
+//! **QR codes**: a request whose query string contains the parameter `qr=1` is recorded with
+//! `qr: true` (QR codes sling renders point at `/{slug}?qr=1`).
+
+pub mod client_ip;
+pub mod enrich;
+pub mod geo;
+pub mod shipper;
+pub mod spool;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Sender, TrySendError};
+use http::HeaderMap;
+use http::header::{ACCEPT_LANGUAGE, REFERER, USER_AGENT};
+use sling_shared::clicks::{ClickBatch, ClickEvent};
+
+use crate::config::{ClicksConfig, ControlPlane};
+use crate::metrics::ClickMetrics;
+use enrich::{EnrichCache, Enricher};
+use spool::{EncodedBatch, Spool};
+
+pub use shipper::Shipper;
+
+/// One click as the request handler saw it: copies only, nothing parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawClick {
+    /// The link's id, copied out of the snapshot.
+    pub link_id: Box<str>,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// The socket peer.
+    pub peer: IpAddr,
+    pub user_agent: Option<Box<str>>,
+    pub referer: Option<Box<str>>,
+    /// Captured for completeness; the wire format has no field for it yet, so it is not shipped.
+    pub accept_language: Option<Box<str>>,
+    /// `X-Forwarded-For` (all lines joined), copied only when trusted proxies are configured.
+    pub forwarded_for: Option<Box<str>>,
+    /// `Forwarded` (all lines joined), same condition.
+    pub forwarded: Option<Box<str>>,
+    /// The `--country-header` value, same condition.
+    pub country_header: Option<Box<str>>,
+    /// The query had `qr=1`.
+    pub qr: bool,
+}
+
+impl RawClick {
+    /// A click with just the essentials (tests, benchmarks).
+    pub fn new(link_id: &str, at_ms: i64, peer: IpAddr) -> Self {
+        Self {
+            link_id: link_id.into(),
+            at_ms,
+            peer,
+            user_agent: None,
+            referer: None,
+            accept_language: None,
+            forwarded_for: None,
+            forwarded: None,
+            country_header: None,
+            qr: false,
+        }
+    }
+}
+
+/// The request handlers' end: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct ClickSink {
+    tx: Sender<RawClick>,
+    overflow: Sender<RawClick>,
+    shared: Arc<Shared>,
+    capture_forwarding: bool,
+    country_header: Option<http::HeaderName>,
+}
+
+/// What the sink, the shipper and the overflow spooler share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) spool: Spool,
+    pub(crate) ids: BatchIds,
+    pub(crate) metrics: ClickMetrics,
+    /// Set by the shipper thread once the geo data is loaded.
+    pub(crate) enricher: OnceLock<Arc<Enricher>>,
+    /// Set at shutdown: new clicks skip the channels and are spooled by their own task.
+    pub(crate) closed: AtomicBool,
+}
+
+impl Shared {
+    /// Spools one batch of already-enriched events; the caller keeps the batch on error.
+    pub(crate) fn spool_events(
+        &self,
+        events: Vec<ClickEvent>,
+    ) -> Result<(), (EncodedBatch, std::io::Error)> {
+        let batch = self.ids.batch(events);
+        let encoded = match EncodedBatch::new(&batch) {
+            Ok(encoded) => encoded,
+            // Serialising plain strings and numbers cannot fail; keep the types honest anyway.
+            Err(e) => {
+                return Err((
+                    EncodedBatch {
+                        batch_id: batch.batch_id,
+                        events: batch.events.len(),
+                        body: bytes::Bytes::new(),
+                    },
+                    std::io::Error::other(e),
+                ));
+            }
+        };
+        self.spool_encoded(encoded)
+    }
+
+    pub(crate) fn spool_encoded(
+        &self,
+        encoded: EncodedBatch,
+    ) -> Result<(), (EncodedBatch, std::io::Error)> {
+        match self.spool.write(&encoded) {
+            Ok(_) => {
+                self.metrics.spooled.inc_by(encoded.events as u64);
+                Ok(())
+            }
+            Err(e) => Err((encoded, e)),
+        }
+    }
+}
+
+impl ClickSink {
+    /// Records a followed link. Copies the headers it needs and returns; never blocks on the
+    /// shipper, never drops the click.
+    pub fn record(
+        &self,
+        link_id: &str,
+        at_ms: i64,
+        peer: IpAddr,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) {
+        let copy = |name: &http::HeaderName| {
+            headers
+                .get(name)
+                .map(|v| Box::<str>::from(String::from_utf8_lossy(v.as_bytes())))
+        };
+        let mut click = RawClick::new(link_id, at_ms, peer);
+        click.user_agent = copy(&USER_AGENT);
+        click.referer = copy(&REFERER);
+        click.accept_language = copy(&ACCEPT_LANGUAGE);
+        click.qr = query.is_some_and(|q| q.split('&').any(|p| p == "qr=1"));
+        if self.capture_forwarding {
+            click.forwarded_for = join_all(headers, "x-forwarded-for");
+            click.forwarded = join_all(headers, "forwarded");
+            if let Some(name) = &self.country_header {
+                click.country_header = copy(name);
+            }
+        }
+        self.send(click);
+    }
+
+    /// Offers a raw click: channel, else overflow, else (after shutdown) the spool directly.
+    pub fn send(&self, click: RawClick) {
+        if self.shared.closed.load(Ordering::Acquire) {
+            self.late(click);
+            return;
+        }
+        match self.tx.try_send(click) {
+            Ok(()) => {
+                self.shared.metrics.queued.inc();
+            }
+            Err(TrySendError::Full(click)) => {
+                self.shared.metrics.overflowed.inc();
+                if let Err(e) = self.overflow.send(click) {
+                    self.late(e.into_inner());
+                }
+            }
+            Err(TrySendError::Disconnected(click)) => self.late(click),
+        }
+    }
+
+    /// The shipper is gone: enrich and spool on this task. Only reachable during shutdown.
+    fn late(&self, click: RawClick) {
+        let shared = &self.shared;
+        let Some(enricher) = shared.enricher.get() else {
+            shared.metrics.lost.inc();
+            tracing::error!(link_id = %click.link_id, "click arrived before the shipper started or after it failed; lost");
+            return;
+        };
+        let event = enricher.enrich(&click, &mut EnrichCache::default());
+        if let Err((_, error)) = shared.spool_events(vec![event]) {
+            shared.metrics.lost.inc();
+            tracing::error!(%error, spool_dir = %shared.spool.dir().display(), "cannot spool a click after shutdown; lost");
+        }
+    }
+}
+
+/// All values of a (possibly repeated) header, comma-joined.
+fn join_all(headers: &HeaderMap, name: &str) -> Option<Box<str>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    let mut out = String::from_utf8_lossy(first.as_bytes()).into_owned();
+    for v in values {
+        out.push_str(", ");
+        out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+    }
+    Some(out.into())
+}
+
+/// Batch ids: `{proxy}-{start ms hex}-{counter hex}-{random hex}`; unique across restarts (start
+/// time) and fleets (proxy id, random), ordered within a process (counter). File-name safe.
+#[derive(Debug)]
+pub(crate) struct BatchIds {
+    proxy_id: String,
+    start_ms: u64,
+    counter: AtomicU64,
+}
+
+impl BatchIds {
+    pub(crate) fn new(proxy_id: &str) -> Self {
+        Self {
+            proxy_id: proxy_id.to_owned(),
+            start_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}-{:x}-{n:x}-{:08x}",
+            self.proxy_id,
+            self.start_ms,
+            rand::random::<u32>()
+        )
+    }
+
+    pub(crate) fn batch(&self, events: Vec<ClickEvent>) -> ClickBatch {
+        ClickBatch {
+            batch_id: self.next(),
+            proxy_id: self.proxy_id.clone(),
+            events,
+        }
+    }
+}
+
+/// Starts the click pipeline: opens the spool (and the MaxMind database, if configured; both are
+/// startup errors) and spawns the shipper thread, which loads the tor ranges, starts the overflow
+/// spooler and replays the spool. Returns the handlers' sink and the shipper handle.
+pub fn start(
+    config: &ClicksConfig,
+    control: Option<&ControlPlane>,
+    metrics: ClickMetrics,
+) -> anyhow::Result<(ClickSink, Shipper)> {
+    let spool = Spool::open(&config.spool_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "opening the click spool {}: {e}",
+            config.spool_dir.display()
+        )
+    })?;
+    let maxmind = config
+        .geoip_db
+        .as_deref()
+        .map(geo::Geo::maxmind)
+        .transpose()?;
+    let (tx, rx) = crossbeam_channel::bounded(config.channel_capacity);
+    let (overflow_tx, overflow_rx) = crossbeam_channel::unbounded();
+    let shared = Arc::new(Shared {
+        spool,
+        ids: BatchIds::new(&config.proxy_id),
+        metrics,
+        enricher: OnceLock::new(),
+        closed: AtomicBool::new(false),
+    });
+    let sink = ClickSink {
+        tx,
+        overflow: overflow_tx,
+        shared: shared.clone(),
+        capture_forwarding: !config.trusted_proxies.is_empty(),
+        country_header: config.country_header.clone(),
+    };
+    let shipper = Shipper::spawn(
+        config.clone(),
+        control.cloned(),
+        shared,
+        maxmind,
+        rx,
+        overflow_rx,
+    )?;
+    Ok((sink, shipper))
+}
+
+/// How long the shipper may spend delivering at shutdown before it spools the rest.
+pub const SHUTDOWN_DELIVERY_BUDGET: Duration = Duration::from_secs(3);

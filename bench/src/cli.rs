@@ -35,10 +35,11 @@ pub enum Command {
     /// Snapshot build time, file size, proxy start-to-ready time and resident memory for 1M and
     /// 10M links.
     Memory(MemoryArgs),
-    /// Click tracking on and off, control-plane ingest (not available yet).
-    Clicks(PendingArgs),
-    /// API create/list latency on SQLite and Postgres (not available yet).
-    Api(PendingArgs),
+    /// Proxy throughput with click tracking on and off (clicks really shipped to `sling serve`),
+    /// and the control plane's click-ingest rate on SQLite and Postgres.
+    Clicks(ClicksArgs),
+    /// API create and list latency and throughput on SQLite and Postgres.
+    Api(ApiArgs),
     /// TLS handshakes and HTTPS keep-alive redirects against nginx (not available yet).
     Tls(PendingArgs),
     /// Internal: the open-loop load generator, run by the harness under taskset.
@@ -168,6 +169,113 @@ pub struct MemoryArgs {
     /// Distinct slugs that load picks from.
     #[arg(long, default_value_t = 100_000)]
     pub sample: usize,
+}
+
+/// A control plane's database.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where a Postgres-backed control plane keeps its data.
+#[derive(Args, Debug, Clone)]
+pub struct Postgres {
+    /// Postgres database for the runs on Postgres, used as is (not created, not dropped).
+    /// Default: a fresh database created with `psql` on postgres://postgres@127.0.0.1:5432 and
+    /// dropped at the end.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// The server the fresh database is created on (when no --database-url).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub postgres_server: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ClicksArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub load: Load,
+    #[command(flatten)]
+    pub postgres: Postgres,
+    /// Links created through the API for the throughput runs (the set the load picks from).
+    #[arg(long, default_value_t = 10_000)]
+    pub links: u64,
+    /// Pairs of throughput runs: clicks on, clicks off.
+    #[arg(long, default_value_t = 5)]
+    pub pairs: usize,
+    /// The control plane's database during the throughput runs.
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    pub throughput_db: Backend,
+    /// The proxy's --click-batch-size (default: the proxy's own).
+    #[arg(long)]
+    pub click_batch_size: Option<usize>,
+    /// Databases the ingest runs measure, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "postgres,sqlite"
+    )]
+    pub ingest_dbs: Vec<Backend>,
+    /// Concurrent senders POSTing click batches in the ingest runs.
+    #[arg(long, default_value_t = 4)]
+    pub senders: u32,
+    /// Events in each ingest batch.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch_events: usize,
+    /// Links the ingest events refer to (created through the API first).
+    #[arg(long, default_value_t = 1_000)]
+    pub ingest_links: u64,
+    /// Skip the proxy throughput runs (on/off).
+    #[arg(long)]
+    pub no_throughput: bool,
+    /// Skip the ingest runs.
+    #[arg(long)]
+    pub no_ingest: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub postgres: Postgres,
+    /// Databases to measure, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sqlite,postgres"
+    )]
+    pub dbs: Vec<Backend>,
+    /// Concurrent API clients (closed loop: each sends its next request when the last answered).
+    #[arg(long, default_value_t = 16)]
+    pub clients: u32,
+    /// Seconds each measured run (create, list) lasts.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of load before each measured run, not recorded.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Links present during the list runs (topped up with `POST /api/v1/links/bulk` after the
+    /// create runs).
+    #[arg(long, default_value_t = 100_000)]
+    pub list_links: u64,
+    /// `perPage` of the list requests.
+    #[arg(long, default_value_t = 100)]
+    pub per_page: u64,
 }
 
 #[derive(Args, Debug)]

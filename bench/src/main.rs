@@ -10,7 +10,9 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod closedloop;
 mod data;
+mod db;
 mod env;
 mod nginx;
 mod openloop;

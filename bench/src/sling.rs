@@ -43,6 +43,18 @@ pub async fn start_proxy(
     log_dir: &Path,
     ready_timeout: Duration,
 ) -> anyhow::Result<Proxy> {
+    start_proxy_with(bin, pin, source, &[], log_dir, ready_timeout).await
+}
+
+/// [`start_proxy`] with more command-line arguments (`--clicks off`, `--spool-dir DIR`, …).
+pub async fn start_proxy_with(
+    bin: &Path,
+    pin: &[String],
+    source: Source<'_>,
+    extra_args: &[String],
+    log_dir: &Path,
+    ready_timeout: Duration,
+) -> anyhow::Result<Proxy> {
     let mut args: Vec<String> = vec![
         "--listen".into(),
         "127.0.0.1:0".into(),
@@ -73,6 +85,7 @@ pub async fn start_proxy(
             envs.push(("SLING_FLEET_TOKEN", fleet_token.to_owned()));
         }
     }
+    args.extend_from_slice(extra_args);
     let started = Instant::now();
     let mut proc = Proc::spawn("sling-proxy", pin, bin, &args, &envs, log_dir)?;
     let mut addr = None;
@@ -104,12 +117,32 @@ pub async fn start_proxy(
 }
 
 pub struct Control {
-    /// Held so that dropping `Control` stops `sling serve`.
-    _proc: Proc,
+    /// Dropping `Control` stops `sling serve`.
+    proc: Proc,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     pub admin_key: String,
     pub fleet_token: String,
+}
+
+/// What an API client needs: cloned into background tasks, so they never own the process.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub url: String,
+    pub admin_key: String,
+}
+
+impl Control {
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            url: self.url.clone(),
+            admin_key: self.admin_key.clone(),
+        }
+    }
 }
 
 /// Runs `sling serve` on SQLite in `data_dir` and waits for `/readyz` and the admin key.
@@ -154,7 +187,7 @@ pub async fn start_control(
     Ok(Control {
         admin_key: read("admin-key")?,
         fleet_token: read("fleet-token")?,
-        _proc: proc,
+        proc,
         url,
     })
 }
@@ -162,7 +195,7 @@ pub async fn start_control(
 /// `POST /api/v1/links` for `destination`; returns the new slug.
 pub async fn create_link(
     client: &reqwest::Client,
-    control: &Control,
+    control: &Api,
     destination: &str,
 ) -> anyhow::Result<String> {
     let resp = client
@@ -191,9 +224,29 @@ pub async fn create_link(
 /// transaction each); returns the slugs in order.
 pub async fn create_links_bulk(
     client: &reqwest::Client,
-    control: &Control,
+    control: &Api,
     destinations: &[String],
 ) -> anyhow::Result<Vec<String>> {
+    Ok(create_links_bulk_ids(client, control, destinations)
+        .await?
+        .into_iter()
+        .map(|l| l.slug)
+        .collect())
+}
+
+/// A link the API created.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub id: String,
+    pub slug: String,
+}
+
+/// [`create_links_bulk`], returning each link's id as well as its slug.
+pub async fn create_links_bulk_ids(
+    client: &reqwest::Client,
+    control: &Api,
+    destinations: &[String],
+) -> anyhow::Result<Vec<Created>> {
     let mut slugs = Vec::with_capacity(destinations.len());
     for batch in destinations.chunks(500) {
         let links: Vec<serde_json::Value> = batch
@@ -221,11 +274,16 @@ pub async fn create_links_bulk(
             .and_then(|r| r.as_array())
             .with_context(|| format!("POST /api/v1/links/bulk: no data.results in {body}"))?;
         for r in results {
-            let slug = r
-                .pointer("/data/slug")
-                .and_then(|s| s.as_str())
-                .with_context(|| format!("POST /api/v1/links/bulk: an item failed: {r}"))?;
-            slugs.push(slug.to_owned());
+            let field = |name: &str| {
+                r.pointer(&format!("/data/{name}"))
+                    .and_then(|s| s.as_str())
+                    .map(str::to_owned)
+                    .with_context(|| format!("POST /api/v1/links/bulk: an item failed: {r}"))
+            };
+            slugs.push(Created {
+                id: field("id")?,
+                slug: field("slug")?,
+            });
         }
     }
     anyhow::ensure!(

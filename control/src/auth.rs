@@ -181,8 +181,15 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Api
     let Some(prefix) = lookup_prefix(&secret) else {
         return Err(invalid);
     };
-    let Some((key, plan)) = keys::find_for_auth(&state.db, prefix).await? else {
-        return Err(invalid);
+    let (key, plan) = match state.key_cache.get(prefix) {
+        Some(hit) => hit,
+        None => {
+            let Some((key, plan)) = keys::find_for_auth(&state.db, prefix).await? else {
+                return Err(invalid);
+            };
+            state.key_cache.put(&key, &plan);
+            (key, plan)
+        }
     };
     let presented = hash_secret(&secret);
     if !bool::from(presented.as_bytes().ct_eq(key.secret_hash.as_bytes())) {

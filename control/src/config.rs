@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Requests per minute per client IP for calls without a valid API key.
     #[arg(long, env = "SLING_ANONYMOUS_PER_MINUTE", default_value_t = 120)]
     pub anonymous_per_minute: u32,
+    /// How long a verified API key is trusted without asking the database again (ms; 0 = off).
+    /// A revocation on another replica or from the CLI takes effect within this time.
+    #[arg(long, env = "SLING_KEY_CACHE_MS", default_value_t = 1000)]
+    pub key_cache_ms: u64,
 }
 
 /// Validated configuration of the control plane.
@@ -88,6 +92,8 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// Budget of unauthenticated callers, per client IP and minute.
     pub anonymous_per_minute: u32,
+    /// Lifetime of cached verified API keys; zero disables the cache.
+    pub key_cache_ttl: Duration,
 }
 
 impl ServeArgs {
@@ -125,6 +131,7 @@ impl ServeArgs {
             redis_url: self.redis_url.filter(|u| !u.trim().is_empty()),
             redis_key_prefix: self.redis_key_prefix,
             anonymous_per_minute: self.anonymous_per_minute,
+            key_cache_ttl: Duration::from_millis(self.key_cache_ms),
             snapshot_dir: self.data_dir.join("snapshots"),
             data_dir: self.data_dir,
             database_url,
@@ -163,6 +170,9 @@ impl Config {
             redis_url: None,
             redis_key_prefix: "sling:rl:".into(),
             anonymous_per_minute: 120,
+            // Off, so tests that change keys or plans straight in the database see it at once;
+            // tests/auth_cache.rs turns it on.
+            key_cache_ttl: Duration::ZERO,
         }
     }
 }

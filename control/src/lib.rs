@@ -12,6 +12,7 @@ pub mod error;
 pub mod ids;
 pub mod ingest;
 pub mod internal;
+pub mod key_cache;
 pub mod metrics;
 pub mod ops;
 pub mod plans;

@@ -29,11 +29,12 @@ pub async fn publish_once(state: &AppState) -> anyhow::Result<u64> {
     let now = db::now_ms();
     let (links, bytes) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
         let links = body.link_count();
-        let bytes = sling_shared::snapshot::encode(&body, seq, now)?;
+        let encoded = sling_shared::snapshot::encode_parts(&body, seq, now)?;
         drop(body);
-        sling_shared::snapshot::write_atomic(&dir, seq, &bytes)?;
+        sling_shared::snapshot::write_atomic_parts(&dir, seq, &[&encoded.header, &encoded.body])?;
         sling_shared::snapshot::prune(&dir, seq, KEEP_FILES - 1)?;
-        Ok((links, bytes.len() as u64))
+        let bytes = (encoded.header.len() + encoded.body.len()) as u64;
+        Ok((links, bytes))
     })
     .await
     .context("snapshot writer panicked")??;

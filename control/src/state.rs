@@ -26,6 +26,8 @@ pub struct AppState {
     pub api_logs: crate::api_logs::ApiLogSink,
     /// The time quotas are counted in; tests pin it.
     pub clock: crate::clock::Clock,
+    /// Recently verified API keys (see `key_cache`).
+    pub key_cache: Arc<crate::key_cache::KeyCache>,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             limiter: Arc::new(limiter),
             api_logs: crate::api_logs::ApiLogSink::start(db.clone()),
             clock: crate::clock::Clock::system(),
+            key_cache: Arc::new(crate::key_cache::KeyCache::new(config.key_cache_ttl)),
             db,
             config: Arc::new(config),
             feed_head: Arc::new(watch::channel(0).0),

@@ -282,14 +282,20 @@ async fn concurrent_duplicates_count_once() {
 /// Ingest throughput through the real handler (JSON parsing included), with 2 concurrent
 /// senders. Printed only: timing depends on the machine and the build profile. For the figure
 /// in the report run `cargo test --release -p sling-control --test ingest -- --nocapture
-/// throughput`.
+/// throughput`. Batches hold 5,000 events, the proxy's default `--click-batch-size` (what a
+/// loaded proxy sends); `SLING_INGEST_BATCH_EVENTS=1000` measures smaller ones.
 #[tokio::test]
 async fn throughput() {
+    let per: usize = std::env::var("SLING_INGEST_BATCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
     each_backend(|h| async move {
-        let (batches, per) = match h.kind {
-            Kind::Postgres => (200usize, 1000usize),
-            Kind::Sqlite => (50, 1000),
+        let total = match h.kind {
+            Kind::Postgres => 200_000usize,
+            Kind::Sqlite => 50_000,
         };
+        let batches = total.div_ceil(per);
         let mut ids = Vec::new();
         for _ in 0..20 {
             let l = h.create(json!({"destinationUrl": "https://example.com"})).await;
@@ -308,10 +314,10 @@ async fn throughput() {
                             device: ["desktop", "mobile", "tablet"][n % 3].into(),
                             browser: ["Chrome", "Firefox", "Safari", "Edge"][n % 4].into(),
                             os: ["Windows", "macOS", "iOS", "Android", "Linux"][n % 5].into(),
-                            bot: n % 50 == 0,
-                            referrer_host: (n % 3 == 0).then(|| "news.example.com".into()),
+                            bot: n.is_multiple_of(50),
+                            referrer_host: n.is_multiple_of(3).then(|| "news.example.com".into()),
                             visitor: format!("{:064x}", n % 5000),
-                            qr: n % 10 == 0,
+                            qr: n.is_multiple_of(10),
                         }
                     })
                     .collect();

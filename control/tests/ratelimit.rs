@@ -322,7 +322,29 @@ async fn auth_and_limit_latency() {
             samples.push(t.elapsed());
             assert!(d.allowed);
         }
-        report(&format!("{:?} auth+limit", h.kind), &mut samples);
+        report(&format!("{:?} auth+limit, uncached", h.kind), &mut samples);
+
+        // The production default: verified keys cached for 1 s (`--key-cache-ms`).
+        let mut cached = h.state.clone();
+        cached.key_cache = std::sync::Arc::new(sling_control::key_cache::KeyCache::new(
+            Duration::from_secs(1),
+        ));
+        let mut samples = Vec::with_capacity(N);
+        for _ in 0..N {
+            let t = Instant::now();
+            let caller = auth::authenticate(&parts, &cached).await.unwrap();
+            let plan = cached.config.plans.resolve(&caller.plan);
+            let d = cached
+                .limiter
+                .check(&ratelimit::team_buckets(&caller.team_id, plan, Class::Read))
+                .await;
+            samples.push(t.elapsed());
+            assert!(d.allowed);
+        }
+        report(
+            &format!("{:?} auth+limit, key cache 1 s", h.kind),
+            &mut samples,
+        );
 
         // Whole authenticated requests, for scale.
         let mut authed = Vec::with_capacity(N / 5);

@@ -52,6 +52,12 @@ pub struct Args {
     #[arg(long, env = "SLING_FLEET_TOKEN", hide_env_values = true)]
     pub fleet_token: Option<String>,
 
+    /// Key for password-access cookies. Every proxy of a fleet must share it (or the fleet token,
+    /// which is used when this is unset) for a cookie set by one proxy to be accepted by another;
+    /// without either, each process draws a random key (cookies die with the process).
+    #[arg(long, env = "SLING_COOKIE_SECRET", hide_env_values = true)]
+    pub cookie_secret: Option<String>,
+
     /// Host that unknown hosts fall back to until the first snapshot says otherwise.
     #[arg(long, env = "SLING_DEFAULT_DOMAIN", default_value = "localhost")]
     pub default_domain: String,
@@ -98,7 +104,7 @@ pub struct Args {
     pub country_header: Option<String>,
 
     /// Most click events in one batch sent to the control plane.
-    #[arg(long, env = "SLING_CLICK_BATCH_SIZE", default_value_t = 1000)]
+    #[arg(long, env = "SLING_CLICK_BATCH_SIZE", default_value_t = 5000)]
     pub click_batch_size: usize,
 
     /// Longest a click waits before its (partial) batch is sent, in milliseconds.
@@ -157,6 +163,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Click tracking (see [`crate::clicks`]).
     pub clicks: ClicksConfig,
+    /// `--cookie-secret`; see [`crate::password`] for the key actually used.
+    pub cookie_secret: Option<String>,
 }
 
 /// Click tracking settings. [`Config::new`] fills in the CLI defaults.
@@ -191,7 +199,7 @@ impl ClicksConfig {
             geoip_db: None,
             tor_geoip_dir: Some(PathBuf::from("/usr/share/tor")),
             country_header: None,
-            batch_size: 1000,
+            batch_size: 5000,
             batch_interval: Duration::from_millis(250),
             channel_capacity: 65_536,
             proxy_id: default_proxy_id(),
@@ -285,6 +293,7 @@ impl Config {
             default_domain: "localhost".to_owned(),
             feed_wait: Duration::from_millis(25_000),
             drain_timeout: Duration::from_secs(10),
+            cookie_secret: None,
         }
     }
 
@@ -326,6 +335,7 @@ impl TryFrom<Args> for Config {
             feed_wait,
             drain_timeout: Duration::from_millis(args.drain_timeout_ms),
             clicks,
+            cookie_secret: args.cookie_secret.filter(|s| !s.is_empty()),
         };
         if let Some(url) = args.control_url {
             config = config.with_control(&url, args.fleet_token.unwrap_or_default())?;
@@ -422,7 +432,7 @@ mod tests {
             c.clicks.spool_dir,
             PathBuf::from("./sling-data/click-spool")
         );
-        assert_eq!(c.clicks.batch_size, 1000);
+        assert_eq!(c.clicks.batch_size, 5000);
         assert_eq!(c.clicks.batch_interval, Duration::from_millis(250));
         assert!(c.clicks.trusted_proxies.is_empty());
         assert_eq!(

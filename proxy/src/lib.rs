@@ -17,12 +17,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderValue};
+use http::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -36,6 +36,7 @@ pub mod config;
 mod feed;
 pub mod metrics;
 pub mod overlay;
+pub mod password;
 pub mod respond;
 pub mod router;
 pub mod snapshot;
@@ -151,11 +152,17 @@ pub async fn run_with_listeners(
             () = &mut shutdown => break,
             accepted = listeners.proxy.accept() => {
                 let state = state.clone();
-                serve(&builder, &graceful, accepted, move |req, peer| handle_proxy(&req, peer, &state));
+                // TLS listeners (certificate issue) pass `true`: access cookies are then `Secure`.
+                serve(&builder, &graceful, accepted, move |req, peer| {
+                    let state = state.clone();
+                    async move { handle_proxy(req, peer, &state, false).await }
+                });
             }
             accepted = listeners.admin.accept() => {
                 let state = state.clone();
-                serve(&builder, &graceful, accepted, move |req, _| handle_admin(&req, &state));
+                serve(&builder, &graceful, accepted, move |req, _| {
+                    std::future::ready(handle_admin(&req, &state))
+                });
             }
         }
     }
@@ -225,6 +232,17 @@ pub(crate) struct State {
     clicks: Option<clicks::ClickSink>,
     /// Default domain until a snapshot names one.
     default_host: String,
+    /// Access cookies and the password-attempt throttle.
+    access: password::Access,
+    /// Clicks this process has served per click-limited link (see ARCHITECTURE.md, "Click limits
+    /// at the edge"). Only links with a limit get an entry.
+    local_clicks: dashmap::DashMap<Box<str>, AtomicU64>,
+    /// User-agent parser and country source for targeting when click tracking is off (with it
+    /// on, the click pipeline's enricher is used).
+    targeting: Option<Arc<clicks::enrich::Enricher>>,
+    /// Parsed user agents for device targeting (agents repeat heavily; parsing one costs
+    /// microseconds). Cleared when it reaches [`clicks::enrich::UA_CACHE_MAX`] entries.
+    devices: dashmap::DashMap<Box<str>, router::Device>,
     /// Set once a snapshot is loaded or the feed has synced; never cleared (a proxy that was ready
     /// keeps serving what it has).
     ready: AtomicBool,
@@ -242,7 +260,23 @@ impl State {
             metrics.snapshot_loaded(s);
             tracing::info!(seq = s.seq(), links = s.header().link_count, path = ?s.path(), "loaded snapshot");
         }
+        let secret = config
+            .cookie_secret
+            .as_deref()
+            .or(config.control.as_ref().map(|c| c.fleet_token.as_str()));
+        let targeting = clicks.is_none().then(|| {
+            Arc::new(clicks::enrich::Enricher::new(
+                clicks::geo::Geo::None,
+                clicks::client_ip::TrustedProxies::new(config.clicks.trusted_proxies.clone()),
+                false,
+                None,
+            ))
+        });
         Self {
+            access: password::Access::new(secret),
+            local_clicks: dashmap::DashMap::new(),
+            devices: dashmap::DashMap::new(),
+            targeting,
             snapshots: SnapshotStore::new(initial),
             overlay: Overlay::new(),
             metrics,
@@ -283,13 +317,14 @@ fn print_listening(name: &str, addr: SocketAddr) {
 
 /// Spawns one connection. Accept errors (e.g. out of file descriptors) are logged and the
 /// listener keeps going.
-fn serve<F>(
+fn serve<F, Fut>(
     builder: &Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
     accepted: std::io::Result<(TcpStream, SocketAddr)>,
     handler: F,
 ) where
-    F: Fn(Request<Incoming>, SocketAddr) -> Response<Body> + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let (stream, peer) = match accepted {
         Ok(accepted) => accepted,
@@ -302,7 +337,7 @@ fn serve<F>(
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler(req, peer)) }
+        async move { Ok::<_, Infallible>(handler(req, peer).await) }
     });
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -315,40 +350,216 @@ fn serve<F>(
     });
 }
 
-/// The redirect listener. Synchronous on purpose: nothing here awaits, so no lock or guard can be
-/// held across an await point. A click is recorded with a non-blocking channel push.
-fn handle_proxy(req: &Request<Incoming>, peer: SocketAddr, state: &State) -> Response<Body> {
+/// The redirect listener. Everything but a password POST is answered synchronously by
+/// [`decide_proxy`] (nothing awaits, so no guard is held across an await point); a password POST
+/// reads its small form body and verifies on the blocking pool ([`unlock`]).
+async fn handle_proxy(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    state: &State,
+    tls: bool,
+) -> Response<Body> {
     let started = Instant::now();
+    let lang = respond::negotiate(
+        req.headers()
+            .get(ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let resp = match decide_proxy(&req, peer, state, lang) {
+        Ok(resp) => resp,
+        Err(locked) => unlock(req, peer, state, locked, lang, tls).await,
+    };
+    state
+        .metrics
+        .record_request(resp.status(), started.elapsed());
+    resp
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Routes and answers, or hands back the link a password was posted to.
+fn decide_proxy(
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    state: &State,
+    lang: respond::Lang,
+) -> Result<Response<Body>, router::Locked<'static>> {
     // HTTP/2 carries the host in `:authority` (the URI); HTTP/1.1 in `Host`.
     let host = req
         .uri()
         .host()
         .or_else(|| req.headers().get(HOST).and_then(|v| v.to_str().ok()))
         .unwrap_or("");
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = now_ms();
+    let headers = req.headers();
+    let unlocked = |id: &str, hash: &str| state.access.is_unlocked(headers, id, hash, now_ms);
+    let local_clicks = |id: &str| {
+        state
+            .local_clicks
+            .get(id)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    };
+    let device = || state.device_of(headers);
+    let country = || state.country_of(peer.ip(), headers);
+    let facts = router::Facts {
+        now_ms,
+        unlocked: &unlocked,
+        local_clicks: &local_clicks,
+        device: &device,
+        country: &country,
+    };
     let snapshot = state.snapshots.load();
     let view = router::View::new(snapshot.as_deref(), &state.overlay, &state.default_host);
-    let decision = router::route(
+    let decision = router::route_with(
         host,
         req.uri().path(),
         req.uri().query(),
         req.method(),
         &view,
-        now_ms,
+        &facts,
     );
-    if let (Some(sink), router::Decision::Redirect(redirect)) = (&state.clicks, &decision)
+    if let router::Decision::Redirect(redirect) = &decision
         && redirect.count_click
         && let Some(link_id) = &redirect.link_id
     {
-        sink.record(link_id, now_ms, peer.ip(), req.headers(), req.uri().query());
+        if let Some(limit) = redirect.click_limit
+            && !state.reserve_click(link_id, limit)
+        {
+            return Ok(respond::click_limit_reached(lang));
+        }
+        if let Some(sink) = &state.clicks {
+            sink.record(link_id, now_ms, peer.ip(), headers, req.uri().query());
+        }
     }
-    let resp = respond::respond(decision);
-    state
-        .metrics
-        .record_request(resp.status(), started.elapsed());
-    resp
+    match decision {
+        router::Decision::Unlock(locked) => Err(locked.into_owned()),
+        decision => Ok(respond::respond_in(decision, lang)),
+    }
+}
+
+/// A password POST: throttle, read the form, verify off the executor, then the form again (401)
+/// or a 303 back to the same URL with the access cookie.
+async fn unlock(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    state: &State,
+    locked: router::Locked<'static>,
+    lang: respond::Lang,
+    tls: bool,
+) -> Response<Body> {
+    use http_body_util::{BodyExt, Limited};
+
+    let client = state.client_ip(peer.ip(), req.headers());
+    if let Err(retry_after_s) = state.access.attempt(client, &locked.link_id) {
+        tracing::info!(link_id = %locked.link_id, %client, retry_after_s, "password attempts throttled");
+        return respond::too_many_attempts(lang, retry_after_s);
+    }
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+    let path = req.uri().path().to_owned();
+    // Bounded in size and time: a form trickled in byte by byte must not hold the task.
+    let body = Limited::new(req.into_body(), password::MAX_FORM_BYTES).collect();
+    let body = match tokio::time::timeout(password::FORM_READ_TIMEOUT, body).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(_)) | Err(_) => return respond::bad_form(lang),
+    };
+    let Some(submitted) = password::form_password(&body) else {
+        return respond::bad_form(lang);
+    };
+    let hash = locked.password_hash.clone().into_owned();
+    let ok = tokio::task::spawn_blocking(move || password::verify(&submitted, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        return respond::password_form(lang, true);
+    }
+    let cookie = state
+        .access
+        .issue(&locked.link_id, &locked.password_hash, &path, now_ms(), tls);
+    respond::unlocked(&path_and_query, &cookie)
+}
+
+impl State {
+    /// Takes one click of `limit` for `link_id` in this proxy's counter; `false` when none is
+    /// left (the counter is not advanced past the limit).
+    fn reserve_click(&self, link_id: &str, limit: u64) -> bool {
+        let take = |n: &AtomicU64| {
+            n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                (c < limit).then_some(c + 1)
+            })
+            .is_ok()
+        };
+        if let Some(n) = self.local_clicks.get(link_id) {
+            return take(&n);
+        }
+        take(&self.local_clicks.entry(link_id.into()).or_default())
+    }
+
+    fn enricher(&self) -> Option<&Arc<clicks::enrich::Enricher>> {
+        match &self.clicks {
+            Some(sink) => sink.enricher(),
+            None => self.targeting.as_ref(),
+        }
+    }
+
+    /// The visitor's device per the click pipeline's user-agent parser.
+    fn device_of(&self, headers: &http::HeaderMap) -> router::Device {
+        let Some(enricher) = self.enricher() else {
+            return router::Device::default();
+        };
+        let ua = headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(device) = self.devices.get(ua) {
+            return *device;
+        }
+        let agent = enricher.agent(ua);
+        let platform = match agent.os.as_str() {
+            "iOS" => router::Platform::Ios,
+            "Android" => router::Platform::Android,
+            _ => router::Platform::Other,
+        };
+        let form = match agent.device {
+            "mobile" => router::FormFactor::Mobile,
+            "tablet" => router::FormFactor::Tablet,
+            "desktop" => router::FormFactor::Desktop,
+            _ => router::FormFactor::Unknown,
+        };
+        let device = router::Device { platform, form };
+        if self.devices.len() >= clicks::enrich::UA_CACHE_MAX {
+            self.devices.clear();
+        }
+        self.devices.insert(ua.into(), device);
+        device
+    }
+
+    /// The visitor's country per the click pipeline's source (trusted CDN header, then geo data).
+    fn country_of(&self, peer: std::net::IpAddr, headers: &http::HeaderMap) -> Option<[u8; 2]> {
+        let enricher = self.enricher()?;
+        let raw = match &self.clicks {
+            Some(sink) => sink.locate(peer, headers),
+            None => clicks::RawClick::new("", 0, peer),
+        };
+        let country = enricher.client_and_country(&raw).1?;
+        <[u8; 2]>::try_from(country.as_bytes()).ok()
+    }
+
+    /// The client address the password throttle keys on (trusted forwarding headers applied).
+    fn client_ip(&self, peer: std::net::IpAddr, headers: &http::HeaderMap) -> std::net::IpAddr {
+        match (&self.clicks, self.enricher()) {
+            (Some(sink), Some(enricher)) => {
+                enricher.client_and_country(&sink.locate(peer, headers)).0
+            }
+            _ => peer,
+        }
+    }
 }
 
 fn handle_admin(req: &Request<Incoming>, state: &State) -> Response<Body> {

@@ -3,9 +3,15 @@
 //! randomness, so every rule is covered by table tests. [`crate::respond`] turns the [`Decision`]
 //! into bytes.
 //!
-//! The rules follow PRODUCT.md, "What the proxy does", in order. Rules that need more request facts
-//! (passwords, click limits, device and geo targets) come later; they add variants to
-//! [`Decision`] and [`GoneReason`] without changing the shape of [`route`].
+//! The rules follow PRODUCT.md, "What the proxy does", in order. Facts that cost something to learn
+//! (is the access cookie valid, this proxy's click count, the visitor's device and country) come in
+//! through [`Facts`] as closures that [`route_with`] calls only when the link at hand needs them:
+//! a plain link never parses a user agent or looks up an address.
+//!
+//! **Target precedence** (rule 6): on iOS `iosUrl`, on Android `androidUrl`; then `deviceTargets`,
+//! the platform key (`ios`, `android`) before the form factor (`tablet`, `mobile`, `desktop`; a
+//! tablet matches `tablet` only); then `geoTargets` by country; then `destinationUrl`. Bots and
+//! unknown agents have no platform and no form factor, so they get the geo or default target.
 //!
 //! The plain-link case (no UTM parameters, nothing to forward) borrows the destination straight
 //! from the memory-mapped snapshot: no parsing and no allocation.
@@ -36,10 +42,84 @@ pub enum Decision<'a> {
     NotFound,
     /// The link exists but may not be followed.
     Gone(GoneReason),
-    /// Anything but GET and HEAD.
+    /// Anything but GET and HEAD (and POST to a password-protected link).
     MethodNotAllowed,
     /// Path plus query longer than [`MAX_TARGET_LEN`].
     UriTooLong,
+    /// A GET or HEAD of a password-protected link without a valid access cookie: the form (401).
+    Locked(Locked<'a>),
+    /// A POST to a password-protected link: the handler verifies the submitted password (off the
+    /// executor) and answers the form again or a redirect to the same URL with the cookie.
+    Unlock(Locked<'a>),
+}
+
+/// A password-protected link, as the password rules need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locked<'a> {
+    pub link_id: Cow<'a, str>,
+    /// PHC string; the access cookie's MAC covers it, so a new password invalidates old cookies.
+    pub password_hash: Cow<'a, str>,
+}
+
+impl Locked<'_> {
+    pub fn into_owned(self) -> Locked<'static> {
+        Locked {
+            link_id: Cow::Owned(self.link_id.into_owned()),
+            password_hash: Cow::Owned(self.password_hash.into_owned()),
+        }
+    }
+}
+
+/// What the visitor's user agent says, for device targeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Device {
+    pub platform: Platform,
+    pub form: FormFactor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Platform {
+    Ios,
+    Android,
+    #[default]
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FormFactor {
+    Mobile,
+    Tablet,
+    Desktop,
+    /// Bots and agents nobody recognises.
+    #[default]
+    Unknown,
+}
+
+/// The request facts some rules need, each learned only when asked.
+pub struct Facts<'f> {
+    /// Unix milliseconds.
+    pub now_ms: i64,
+    /// Does the request carry a valid access cookie for `(link id, password hash)`?
+    pub unlocked: &'f dyn Fn(&str, &str) -> bool,
+    /// Clicks this proxy has already served for the link id.
+    pub local_clicks: &'f dyn Fn(&str) -> u64,
+    /// The visitor's device.
+    pub device: &'f dyn Fn() -> Device,
+    /// The visitor's country, upper-case ISO 3166-1 alpha-2.
+    pub country: &'f dyn Fn() -> Option<[u8; 2]>,
+}
+
+impl Facts<'_> {
+    /// Nothing known: no cookie, no clicks, unknown device and country.
+    pub fn none(now_ms: i64) -> Facts<'static> {
+        Facts {
+            now_ms,
+            unlocked: &|_, _| false,
+            local_clicks: &|_| 0,
+            device: &Device::default,
+            country: &|| None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +130,9 @@ pub struct Redirect<'a> {
     pub link_id: Option<Cow<'a, str>>,
     /// True when this is a click to record (GET of a link's destination; HEAD is not a click).
     pub count_click: bool,
+    /// The link's click limit: the handler reserves a click in this proxy's counter and answers
+    /// 410 instead when the reservation goes past it (the router's check is only a pre-check).
+    pub click_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +140,8 @@ pub enum GoneReason {
     Disabled,
     Archived,
     Expired,
+    /// The click limit is reached (published by the control plane or counted by this proxy).
+    ClickLimit,
 }
 
 impl Decision<'_> {
@@ -68,17 +153,21 @@ impl Decision<'_> {
                 location: Cow::Owned(r.location.into_owned()),
                 link_id: r.link_id.map(|id| Cow::Owned(id.into_owned())),
                 count_click: r.count_click,
+                click_limit: r.click_limit,
             }),
             Decision::Landing => Decision::Landing,
             Decision::NotFound => Decision::NotFound,
             Decision::Gone(reason) => Decision::Gone(reason),
             Decision::MethodNotAllowed => Decision::MethodNotAllowed,
             Decision::UriTooLong => Decision::UriTooLong,
+            Decision::Locked(l) => Decision::Locked(l.into_owned()),
+            Decision::Unlock(l) => Decision::Unlock(l.into_owned()),
         }
     }
 }
 
-/// Decides the answer to `method host path?query` at `now_ms` (unix milliseconds).
+/// Decides the answer to `method host path?query` at `now_ms` (unix milliseconds) for a request
+/// that carries no cookie, from an unknown device and country.
 pub fn route<'a>(
     host: &str,
     path: &'a str,
@@ -87,8 +176,24 @@ pub fn route<'a>(
     view: &View<'a>,
     now_ms: i64,
 ) -> Decision<'a> {
+    route_with(host, path, query, method, view, &Facts::none(now_ms))
+}
+
+/// Decides the answer to `method host path?query`, asking `facts` what the link's rules need.
+///
+/// POST is accepted only on a password-protected link (the form posts to the link's own URL);
+/// anywhere else it is 405.
+pub fn route_with<'a>(
+    host: &str,
+    path: &'a str,
+    query: Option<&'a str>,
+    method: &Method,
+    view: &View<'a>,
+    facts: &Facts<'_>,
+) -> Decision<'a> {
     let is_get = *method == Method::GET;
-    if !is_get && *method != Method::HEAD {
+    let is_post = *method == Method::POST;
+    if !is_get && !is_post && *method != Method::HEAD {
         return Decision::MethodNotAllowed;
     }
     if path.len() + query.map_or(0, str::len) > MAX_TARGET_LEN {
@@ -104,6 +209,10 @@ pub fn route<'a>(
         }
     };
 
+    // Rule 1, `/.well-known/acme-challenge/…`, is answered before routing (certificate issue).
+    if is_post && path == "/" {
+        return Decision::MethodNotAllowed;
+    }
     if path == "/" {
         return match domain.root_redirect() {
             Some(location) => domain_redirect(location),
@@ -112,12 +221,13 @@ pub fn route<'a>(
     }
     let link = sling_shared::slug::from_path(path).and_then(|slug| view.link(&domain, key, slug));
     match link {
+        None if is_post => Decision::MethodNotAllowed,
         None => match domain.not_found_redirect() {
             Some(location) => domain_redirect(location),
             None => Decision::NotFound,
         },
-        Some(LinkRef::Archived(link)) => decide(link, query, is_get, now_ms),
-        Some(LinkRef::Overlay(link)) => decide(&*link, query, is_get, now_ms).into_owned(),
+        Some(LinkRef::Archived(link)) => decide(link, query, method, facts),
+        Some(LinkRef::Overlay(link)) => decide(&*link, query, method, facts).into_owned(),
     }
 }
 
@@ -129,15 +239,18 @@ fn domain_redirect(location: Cow<'_, str>) -> Decision<'_> {
         location,
         link_id: None,
         count_click: false,
+        click_limit: None,
     })
 }
 
 fn decide<'l, L: LinkFields>(
     link: &'l L,
     query: Option<&'l str>,
-    is_get: bool,
-    now_ms: i64,
+    method: &Method,
+    facts: &Facts<'_>,
 ) -> Decision<'l> {
+    let now_ms = facts.now_ms;
+    let is_get = *method == Method::GET;
     if !link.active() {
         return Decision::Gone(GoneReason::Disabled);
     }
@@ -153,17 +266,81 @@ fn decide<'l, L: LinkFields>(
                 location: Cow::Borrowed(url),
                 link_id: Some(Cow::Borrowed(link.id())),
                 count_click: false,
+                click_limit: None,
             }),
             None => Decision::Gone(GoneReason::Expired),
         };
     }
+    let click_limit = link.click_limit();
+    if let Some(limit) = click_limit
+        && (link.click_limit_reached() || (facts.local_clicks)(link.id()) >= limit)
+    {
+        return Decision::Gone(GoneReason::ClickLimit);
+    }
+    match link.password_hash() {
+        Some(hash) => {
+            let locked = Locked {
+                link_id: Cow::Borrowed(link.id()),
+                password_hash: Cow::Borrowed(hash),
+            };
+            if *method == Method::POST {
+                return Decision::Unlock(locked);
+            }
+            if !(facts.unlocked)(link.id(), hash) {
+                return Decision::Locked(locked);
+            }
+        }
+        None if *method == Method::POST => return Decision::MethodNotAllowed,
+        None => {}
+    }
     let query = query.filter(|q| link.forward_query() && !q.is_empty());
     Decision::Redirect(Redirect {
         status: redirect_status(link.redirect_type()),
-        location: build_target(link.destination_url(), link.utm(), query),
+        location: build_target(pick_target(link, facts), link.utm(), query),
         link_id: Some(Cow::Borrowed(link.id())),
         count_click: is_get,
+        click_limit,
     })
+}
+
+/// Rule 6's target, in the precedence the module documentation gives.
+fn pick_target<'l, L: LinkFields>(link: &'l L, facts: &Facts<'_>) -> &'l str {
+    if link.ios_url().is_some() || link.android_url().is_some() || link.device_targets().len() > 0 {
+        let device = (facts.device)();
+        let platform_url = match device.platform {
+            Platform::Ios => link.ios_url(),
+            Platform::Android => link.android_url(),
+            Platform::Other => None,
+        };
+        if let Some(url) = platform_url {
+            return url;
+        }
+        let platform_key = match device.platform {
+            Platform::Ios => Some("ios"),
+            Platform::Android => Some("android"),
+            Platform::Other => None,
+        };
+        let form_key = match device.form {
+            FormFactor::Mobile => Some("mobile"),
+            FormFactor::Tablet => Some("tablet"),
+            FormFactor::Desktop => Some("desktop"),
+            FormFactor::Unknown => None,
+        };
+        for key in [platform_key, form_key].into_iter().flatten() {
+            if let Some((_, url)) = link.device_targets().find(|(k, _)| *k == key) {
+                return url;
+            }
+        }
+    }
+    if link.geo_targets().len() > 0
+        && let Some(country) = (facts.country)()
+        && let Some((_, url)) = link
+            .geo_targets()
+            .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(&country))
+    {
+        return url;
+    }
+    link.destination_url()
 }
 
 /// The link's configured status; anything unexpected is treated as the default, 302.
@@ -387,6 +564,13 @@ trait LinkFields {
     fn expires_at_ms(&self) -> Option<i64>;
     fn expired_url(&self) -> Option<&str>;
     fn utm(&self) -> impl ExactSizeIterator<Item = (&str, &str)>;
+    fn click_limit(&self) -> Option<u64>;
+    fn click_limit_reached(&self) -> bool;
+    fn password_hash(&self) -> Option<&str>;
+    fn ios_url(&self) -> Option<&str>;
+    fn android_url(&self) -> Option<&str>;
+    fn device_targets(&self) -> impl ExactSizeIterator<Item = (&str, &str)>;
+    fn geo_targets(&self) -> impl ExactSizeIterator<Item = (&str, &str)>;
 }
 
 impl LinkFields for ArchivedLinkRecord {
@@ -417,6 +601,31 @@ impl LinkFields for ArchivedLinkRecord {
     fn utm(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
         self.utm.iter().map(|p| (p.name.as_str(), p.value.as_str()))
     }
+    fn click_limit(&self) -> Option<u64> {
+        self.click_limit.as_ref().map(|v| v.to_native())
+    }
+    fn click_limit_reached(&self) -> bool {
+        self.click_limit_reached
+    }
+    fn password_hash(&self) -> Option<&str> {
+        self.password_hash.as_ref().map(|s| s.as_str())
+    }
+    fn ios_url(&self) -> Option<&str> {
+        self.ios_url.as_ref().map(|s| s.as_str())
+    }
+    fn android_url(&self) -> Option<&str> {
+        self.android_url.as_ref().map(|s| s.as_str())
+    }
+    fn device_targets(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.device_targets
+            .iter()
+            .map(|t| (t.key.as_str(), t.url.as_str()))
+    }
+    fn geo_targets(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.geo_targets
+            .iter()
+            .map(|t| (t.key.as_str(), t.url.as_str()))
+    }
 }
 
 impl LinkFields for LinkRecord {
@@ -446,5 +655,30 @@ impl LinkFields for LinkRecord {
     }
     fn utm(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
         self.utm.iter().map(|p| (p.name.as_str(), p.value.as_str()))
+    }
+    fn click_limit(&self) -> Option<u64> {
+        self.click_limit
+    }
+    fn click_limit_reached(&self) -> bool {
+        self.click_limit_reached
+    }
+    fn password_hash(&self) -> Option<&str> {
+        self.password_hash.as_deref()
+    }
+    fn ios_url(&self) -> Option<&str> {
+        self.ios_url.as_deref()
+    }
+    fn android_url(&self) -> Option<&str> {
+        self.android_url.as_deref()
+    }
+    fn device_targets(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.device_targets
+            .iter()
+            .map(|t| (t.key.as_str(), t.url.as_str()))
+    }
+    fn geo_targets(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.geo_targets
+            .iter()
+            .map(|t| (t.key.as_str(), t.url.as_str()))
     }
 }

@@ -128,6 +128,8 @@ fn show(d: &Decision<'_>) -> String {
         Decision::Gone(reason) => format!("410 {reason:?}"),
         Decision::MethodNotAllowed => "405".into(),
         Decision::UriTooLong => "414".into(),
+        Decision::Locked(l) => format!("401 {}", l.link_id),
+        Decision::Unlock(l) => format!("unlock {}", l.link_id),
     }
 }
 

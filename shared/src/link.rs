@@ -64,6 +64,11 @@ pub struct LinkRecord {
     pub expires_at_ms: Option<i64>,
     pub expired_url: Option<String>,
     pub click_limit: Option<u64>,
+    /// The control plane has counted `click_limit` clicks: every proxy refuses the link (410) from
+    /// now on, whatever its local count. Published through the feed by click ingest; see
+    /// ARCHITECTURE.md, "Click limits at the edge", for the overshoot bound.
+    #[serde(default)]
+    pub click_limit_reached: bool,
     /// A PHC-format password hash; never the password.
     pub password_hash: Option<String>,
     pub ios_url: Option<String>,
@@ -87,6 +92,7 @@ impl LinkRecord {
             expires_at_ms: None,
             expired_url: None,
             click_limit: None,
+            click_limit_reached: false,
             password_hash: None,
             ios_url: None,
             android_url: None,

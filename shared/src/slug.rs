@@ -5,7 +5,7 @@ use rand::Rng;
 
 pub const MIN_LEN: usize = 2;
 pub const MAX_LEN: usize = 100;
-/// Length of generated slugs: 57^7 ≈ 1.9e12 values, so collisions (which are retried) are rare.
+/// Length of generated slugs: 56^7 ≈ 1.5e12 values, so collisions (which are retried) are rare.
 pub const GENERATED_LEN: usize = 7;
 /// Generated slugs avoid look-alike characters (0/O/o, 1/l/I) so they survive being read aloud.
 pub const ALPHABET: &[u8] = b"23456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";

@@ -31,7 +31,8 @@ use rkyv::util::AlignedVec;
 use crate::link::{ArchivedDomainRecord, ArchivedLinkRecord, DomainRecord, LinkRecord};
 
 pub const MAGIC: [u8; 8] = *b"SLINGSNP";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: `LinkRecord::click_limit_reached`.
+pub const FORMAT_VERSION: u32 = 2;
 /// A multiple of 16, so the body of a page-aligned mapping is aligned for rkyv.
 pub const HEADER_LEN: usize = 64;
 const FILE_PREFIX: &str = "snapshot-";
@@ -147,27 +148,53 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Serialises a snapshot: header followed by the archived body.
+/// A snapshot as its two parts. Writers put both into the file without first copying the body
+/// (gigabytes at ten million links) into one buffer with the header.
+pub struct Encoded {
+    pub header: [u8; HEADER_LEN],
+    pub body: AlignedVec,
+}
+
+impl Encoded {
+    /// Header and body in one buffer (tests and in-memory use).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + self.body.len());
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// Serialises a snapshot into its header and archived body.
+pub fn encode_parts(
+    body: &SnapshotBody,
+    feed_seq: u64,
+    created_at_ms: i64,
+) -> Result<Encoded, SnapshotError> {
+    let archived = rkyv::to_bytes::<rancor::Error>(body)
+        .map_err(|e| SnapshotError::Structure(e.to_string()))?;
+    let mut header = [0u8; HEADER_LEN];
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    header[16..24].copy_from_slice(&feed_seq.to_le_bytes());
+    header[24..32].copy_from_slice(&body.link_count().to_le_bytes());
+    header[32..40].copy_from_slice(&(archived.len() as u64).to_le_bytes());
+    header[40..48].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&archived).to_le_bytes());
+    header[48..56].copy_from_slice(&created_at_ms.to_le_bytes());
+    Ok(Encoded {
+        header,
+        body: archived,
+    })
+}
+
+/// Serialises a snapshot into one buffer: header followed by the archived body.
 pub fn encode(
     body: &SnapshotBody,
     feed_seq: u64,
     created_at_ms: i64,
 ) -> Result<Vec<u8>, SnapshotError> {
-    let archived = rkyv::to_bytes::<rancor::Error>(body)
-        .map_err(|e| SnapshotError::Structure(e.to_string()))?;
-    let mut out = Vec::with_capacity(HEADER_LEN + archived.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-    out.extend_from_slice(&feed_seq.to_le_bytes());
-    out.extend_from_slice(&body.link_count().to_le_bytes());
-    out.extend_from_slice(&(archived.len() as u64).to_le_bytes());
-    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&archived).to_le_bytes());
-    out.extend_from_slice(&created_at_ms.to_le_bytes());
-    out.extend_from_slice(&[0u8; 8]);
-    debug_assert_eq!(out.len(), HEADER_LEN);
-    out.extend_from_slice(&archived);
-    Ok(out)
+    Ok(encode_parts(body, feed_seq, created_at_ms)?.to_vec())
 }
 
 /// Decodes the header alone (cheap; used to pick the newest file before verifying it).
@@ -272,6 +299,11 @@ pub fn list_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// directory, fsync, rename, fsync of the directory. Readers never see a partial file under the
 /// final name, and a file is never modified once it has that name (the proxy maps it).
 pub fn write_atomic(dir: &Path, feed_seq: u64, bytes: &[u8]) -> io::Result<PathBuf> {
+    write_atomic_parts(dir, feed_seq, &[bytes])
+}
+
+/// [`write_atomic`] for a file made of several parts written back to back.
+pub fn write_atomic_parts(dir: &Path, feed_seq: u64, parts: &[&[u8]]) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let final_path = dir.join(file_name(feed_seq));
     let tmp_path = dir.join(format!(
@@ -281,7 +313,9 @@ pub fn write_atomic(dir: &Path, feed_seq: u64, bytes: &[u8]) -> io::Result<PathB
     ));
     {
         let mut f = File::create(&tmp_path)?;
-        f.write_all(bytes)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         f.sync_all()?;
     }
     fs::rename(&tmp_path, &final_path)?;

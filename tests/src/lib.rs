@@ -84,6 +84,8 @@ pub struct TestEnv {
     root: Option<tempfile::TempDir>,
     // Dropped after `root`'s users; drops the database.
     _database: Option<PgDatabase>,
+    // Dropped last: stops the private server.
+    private_postgres: Option<PrivatePostgres>,
 }
 
 impl TestEnv {
@@ -118,7 +120,44 @@ impl TestEnv {
             database_url: database.as_ref().map(|d| d.url.clone()),
             root: Some(root),
             _database: database,
+            private_postgres: None,
         })
+    }
+
+    /// A Postgres environment on a [`PrivatePostgres`] server of its own, for scenarios that
+    /// stop the database (the shared server is never stopped). `None` (after printing why) when
+    /// no server can be started outside CI; in CI (`CI=true`) that fails the test instead.
+    pub async fn with_private_postgres() -> Option<TestEnv> {
+        let server = match PrivatePostgres::start().await {
+            Ok(server) => server,
+            Err(e) => {
+                let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+                assert!(
+                    !in_ci,
+                    "a private Postgres server is required in CI (CI=true): {e:#}"
+                );
+                eprintln!("SKIP: cannot start a private Postgres server, {e:#}");
+                return None;
+            }
+        };
+        let root = tempfile::Builder::new()
+            .prefix("sling-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        Some(TestEnv {
+            backend: Backend::Postgres,
+            database_url: Some(server.database_url.clone()),
+            root: Some(root),
+            _database: None,
+            private_postgres: Some(server),
+        })
+    }
+
+    /// The private server of an environment made by [`TestEnv::with_private_postgres`].
+    pub fn private_postgres(&self) -> &PrivatePostgres {
+        self.private_postgres
+            .as_ref()
+            .expect("an environment made by TestEnv::with_private_postgres")
     }
 
     /// The test's temporary root; every process directory lives under it.
@@ -221,6 +260,162 @@ impl Drop for PgDatabase {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// A Postgres server of its own (data dir, port, socket dir, trust auth on 127.0.0.1 only),
+/// started with the system's `initdb`/`pg_ctl` as the `postgres` user, for scenarios that stop
+/// and restart the database. Stopped (immediately) on drop; its files go with its temp dir.
+pub struct PrivatePostgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    /// `postgres://postgres@127.0.0.1:PORT/sling`, a database created at start.
+    pub database_url: String,
+}
+
+impl PrivatePostgres {
+    /// initdb, start and `CREATE DATABASE sling`; an error when Postgres is not installed or
+    /// cannot run (this needs root, for `runuser -u postgres`).
+    pub async fn start() -> anyhow::Result<PrivatePostgres> {
+        let bin = postgres_bin_dir()?;
+        let dir = tempfile::Builder::new().prefix("sling-pg-").tempdir()?;
+        let chown = std::process::Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .context("running chown")?;
+        anyhow::ensure!(
+            chown.success(),
+            "chown postgres {} failed",
+            dir.path().display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let server = PrivatePostgres {
+            database_url: format!("postgres://postgres@127.0.0.1:{port}/sling"),
+            bin,
+            dir,
+            port,
+        };
+        let data = server.data_dir();
+        server
+            .run_as_postgres(
+                "initdb",
+                &[
+                    "-D",
+                    &data,
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ],
+            )
+            .await?;
+        server.resume().await?;
+        psql(
+            &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            "CREATE DATABASE sling",
+        )
+        .await?;
+        Ok(server)
+    }
+
+    fn data_dir(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// `pg_ctl stop -m fast`: open connections are cut, the server is gone until [`resume`].
+    ///
+    /// [`resume`]: PrivatePostgres::resume
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        self.run_as_postgres(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-m", "fast", "-w", "stop"],
+        )
+        .await
+    }
+
+    /// `pg_ctl start` on the same port, waiting until it accepts connections.
+    pub async fn resume(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        self.run_as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data_dir(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        )
+        .await
+    }
+
+    async fn run_as_postgres(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
+        let program = self.bin.join(program);
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&program)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("running {} as postgres", program.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} {args:?} failed: {}{}",
+                program.display(),
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"])
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `/usr/lib/postgresql/<newest version>/bin`, when it holds `initdb`.
+fn postgres_bin_dir() -> anyhow::Result<PathBuf> {
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .with_context(|| format!("{} (is the PostgreSQL server installed?)", root.display()))?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("initdb").is_file())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .with_context(|| format!("no {}/<version>/bin/initdb", root.display()))
 }
 
 async fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
@@ -512,6 +707,16 @@ impl ControlPlane {
         let (process, urls) =
             Process::spawn("sling-serve", &binary("sling"), &args, env.root(), &["api"]).await;
         let admin_key = wait_for_admin_key(data_dir).await;
+        // A restart listens where this start did, so a proxy's `--control-url` stays valid.
+        let bound = urls["api"]
+            .strip_prefix("http://")
+            .expect("api listener is http://")
+            .to_owned();
+        for arg in &mut args {
+            if arg == "127.0.0.1:0" {
+                arg.clone_from(&bound);
+            }
+        }
         ControlPlane {
             url: urls["api"].clone(),
             admin_key,
@@ -521,7 +726,8 @@ impl ControlPlane {
         }
     }
 
-    /// Starts the control plane again with the same arguments (a new port).
+    /// Starts the control plane again with the same arguments, on the same port (the previous
+    /// process must be gone: killed or stopped).
     pub async fn restart(&mut self, env: &TestEnv) {
         let (process, urls) = Process::spawn(
             "sling-serve",

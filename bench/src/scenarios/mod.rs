@@ -1,5 +1,7 @@
 //! One module per scenario, and the checks they share.
 
+mod api;
+mod clicks;
 mod memory;
 mod propagate;
 mod redirect;
@@ -17,14 +19,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Swap(a) => swap::run(a).await,
         Command::Propagate(a) => propagate::run(a).await,
         Command::Memory(a) => memory::run(a).await,
-        Command::Clicks(_) => pending(
-            "clicks",
-            "issue 5 (click tracking: channel, shipper, ingest)",
-        ),
-        Command::Api(_) => pending(
-            "api",
-            "click ingest (issue 5), and the finished links API (issue 3) with a Postgres to run against",
-        ),
+        Command::Clicks(a) => clicks::run(a).await,
+        Command::Api(a) => api::run(a).await,
         Command::Tls(_) => pending("tls", "TLS termination with ACME certificates (issue 8)"),
         Command::OpenLoopWorker(_) => bail!("open-loop-worker is started by the harness itself"),
     }
@@ -66,6 +62,26 @@ pub async fn preflight(
             "preflight: {who} answered {} for an unknown slug, expected 404",
             resp.status()
         );
+    }
+    Ok(())
+}
+
+/// Retries [`preflight`] until the proxy (following a control plane) redirects every pair, for up
+/// to `timeout`.
+pub async fn await_redirects(
+    client: &reqwest::Client,
+    proxy: &mut crate::sling::Proxy,
+    expected: &[(String, String)],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while let Err(e) = preflight(client, "sling", &proxy.addr, expected).await {
+        proxy.proc.ensure_running()?;
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the proxy did not pick up the seeded links: {e:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }

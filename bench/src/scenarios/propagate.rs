@@ -77,6 +77,7 @@ pub async fn run(args: PropagateArgs) -> anyhow::Result<()> {
     )
     .await?;
     let client = procs::http_client()?;
+    let api = control.api();
     let timeout = Duration::from_millis(args.timeout_ms);
 
     let mut ack_to_redirect = Vec::new();
@@ -88,7 +89,7 @@ pub async fn run(args: PropagateArgs) -> anyhow::Result<()> {
     for i in 0..args.links {
         let dest = format!("https://example.com/p/{i}");
         let sent = Instant::now();
-        let slug = sling::create_link(&client, &control, &dest).await?;
+        let slug = sling::create_link(&client, &api, &dest).await?;
         let acked = Instant::now();
         let url = format!("http://{}/{slug}", proxy.addr);
         loop {

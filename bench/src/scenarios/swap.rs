@@ -19,13 +19,13 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{cpu_share, preflight, secs};
+use super::{await_redirects, cpu_share, secs};
 use crate::cli::SwapArgs;
 use crate::data::write_lines;
 use crate::env;
 use crate::procs;
 use crate::report::{self, RunDir, Scratch, md_table, ms, ratio};
-use crate::sling::{self, Control, Source};
+use crate::sling::{self, Api, Source};
 use crate::stats::median;
 use crate::svg::{self, Series};
 use crate::wrk::{self, WrkRun, WrkSummary};
@@ -76,13 +76,13 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     )
     .await?;
     let client = procs::http_client()?;
-    let control = Arc::new(control);
+    let api = control.api();
 
     eprintln!("creating {} links through the API…", args.links);
     let destinations: Vec<String> = (0..args.links)
         .map(|i| format!("https://example.com/s/{i}"))
         .collect();
-    let slugs = sling::create_links_bulk(&client, &control, &destinations).await?;
+    let slugs = sling::create_links_bulk(&client, &api, &destinations).await?;
     let created: Vec<(String, String)> = slugs.into_iter().zip(destinations).collect();
     let sample: Vec<(String, String)> = created
         .iter()
@@ -109,15 +109,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     // Wait until the proxy redirects the sample (through its overlay or a snapshot), then a few
     // intervals more so the quiet runs start from a snapshot holding every seeded link.
     let check: Vec<(String, String)> = sample.iter().rev().take(20).cloned().collect();
-    let deadline = std::time::Instant::now() + secs(60);
-    while let Err(e) = preflight(&client, "sling", &proxy.addr, &check).await {
-        proxy.proc.ensure_running()?;
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the proxy did not pick up the seeded links: {e:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    await_redirects(&client, &mut proxy, &check, secs(60)).await?;
     tokio::time::sleep(Duration::from_millis(args.swap_interval_ms * 5 + 500)).await;
 
     let script = wrk::write_script(&work)?;
@@ -131,7 +123,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             let writer = swapping.then(|| {
                 tokio::spawn(writer(
                     client.clone(),
-                    control.clone(),
+                    api.clone(),
                     Duration::from_millis(args.write_interval_ms),
                     created.clone(),
                     failed.clone(),
@@ -342,7 +334,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
 /// Creates one link every `interval` until aborted.
 async fn writer(
     client: reqwest::Client,
-    control: Arc<Control>,
+    api: Api,
     interval: Duration,
     created: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
@@ -355,7 +347,7 @@ async fn writer(
         tick.tick().await;
         i += 1;
         let dest = format!("https://example.com/w/{pair}/{i}");
-        match sling::create_link(&client, &control, &dest).await {
+        match sling::create_link(&client, &api, &dest).await {
             Ok(_) => created.fetch_add(1, Ordering::Relaxed),
             Err(_) => failed.fetch_add(1, Ordering::Relaxed),
         };

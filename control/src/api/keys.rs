@@ -148,6 +148,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     if keys::revoke(&state.db, &caller.team_id, &id).await? {
+        state.key_cache.evict_key(&id);
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::NotFound("API key"))

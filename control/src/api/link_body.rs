@@ -16,7 +16,7 @@ use crate::validate;
 
 /// `Some(None)` for an explicit `null`, `Some(Some(v))` for a value, `None` (via
 /// `#[serde(default)]`) when the field is absent.
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -143,7 +143,7 @@ async fn team_domain(state: &AppState, caller: &Caller, host: &str) -> ApiResult
 }
 
 /// Does `host` belong to sling itself (so a redirect there could loop)?
-async fn is_own_host(state: &AppState, host: &str) -> ApiResult<bool> {
+pub(crate) async fn is_own_host(state: &AppState, host: &str) -> ApiResult<bool> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if host == state.config.default_domain {
         return Ok(true);
@@ -241,7 +241,7 @@ async fn insert_new(conn: &mut AnyConnection, row: &mut LinkRow, generated: bool
                     "could not generate a free slug in {SLUG_ATTEMPTS} attempts"
                 )));
             }
-            // Longer slugs after a few collisions: the space grows 57× per character.
+            // Longer slugs after a few collisions: the space grows 56× per character.
             let len = sling_shared::slug::GENERATED_LEN + attempts / 2;
             row.slug = sling_shared::slug::generate_len(len);
         }

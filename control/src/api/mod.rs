@@ -12,6 +12,7 @@
 pub mod account;
 pub mod api_logs;
 pub mod docs;
+pub mod domains;
 pub mod extract;
 pub mod keys;
 pub mod link_body;
@@ -91,6 +92,9 @@ pub enum Op {
     RevokeApiKey,
     GetUsage,
     ListApiLogs,
+    ListDomains,
+    GetDomain,
+    UpdateDomain,
 }
 
 impl Op {
@@ -120,6 +124,9 @@ impl Op {
             Op::RevokeApiKey => on(m(Method::Delete), keys::revoke),
             Op::GetUsage => on(m(Method::Get), usage::get),
             Op::ListApiLogs => on(m(Method::Get), api_logs::list),
+            Op::ListDomains => on(m(Method::Get), domains::list),
+            Op::GetDomain => on(m(Method::Get), domains::get),
+            Op::UpdateDomain => on(m(Method::Patch), domains::update),
         }
     }
 }
@@ -317,6 +324,28 @@ pub const ROUTES: &[Route] = &[
         Op::ListApiLogs,
         Some("account:read"),
         "The team's API call log (plans that keep logs)",
+    ),
+    // Per-domain behaviour at the edge (issue 6).
+    route(
+        Method::Get,
+        "/api/v1/domains",
+        Op::ListDomains,
+        Some("domains:read"),
+        "The default domain and the team's own, with their root and not-found redirects",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/domains/{id}",
+        Op::GetDomain,
+        Some("domains:read"),
+        "Get a domain",
+    ),
+    route(
+        Method::Patch,
+        "/api/v1/domains/{id}",
+        Op::UpdateDomain,
+        Some("domains:write"),
+        "Set a domain's root and not-found redirects (the default domain needs a `*` key)",
     ),
 ];
 

@@ -224,6 +224,7 @@ pub fn operation(op: Op) -> Value {
         | Op::RevokeApiKey
         | Op::GetUsage
         | Op::ListApiLogs => super::account::openapi_operation(op),
+        Op::ListDomains | Op::GetDomain | Op::UpdateDomain => super::domains::openapi_operation(op),
     }
 }
 

@@ -15,9 +15,13 @@
 //! (link, bucket, dimension, value), and the keys are sorted so concurrent batches take row locks
 //! in the same order (no deadlocks between two ingests on Postgres).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::{self, Write as _};
+use std::ops::Deref;
 
-use serde::Serialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
 use sling_shared::clicks::{ClickBatch, ClickEvent};
 use sqlx::Row;
 
@@ -42,6 +46,112 @@ pub fn bucket_of(at_ms: i64) -> i64 {
     at_ms.div_euclid(BUCKET_MS) * BUCKET_MS
 }
 
+/// A string of a batch, borrowed from the request body unless it had to be unescaped: parsing a
+/// batch then allocates one vector, not seven strings per event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Str<'a>(pub Cow<'a, str>);
+
+impl Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(StrVisitor).map(Str)
+    }
+}
+
+fn borrowed(s: &str) -> Str<'_> {
+    Str(Cow::Borrowed(s))
+}
+
+/// [`ClickBatch`] as the ingest endpoint parses it: the same JSON, strings borrowed.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchRef<'a> {
+    #[serde(borrow)]
+    pub batch_id: Str<'a>,
+    #[serde(borrow)]
+    pub proxy_id: Str<'a>,
+    #[serde(borrow)]
+    pub events: Vec<EventRef<'a>>,
+}
+
+/// [`ClickEvent`], strings borrowed.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRef<'a> {
+    #[serde(borrow)]
+    pub link_id: Str<'a>,
+    pub at_ms: i64,
+    #[serde(borrow)]
+    pub country: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub device: Str<'a>,
+    #[serde(borrow)]
+    pub browser: Str<'a>,
+    #[serde(borrow)]
+    pub os: Str<'a>,
+    pub bot: bool,
+    #[serde(borrow)]
+    pub referrer_host: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub visitor: Str<'a>,
+    pub qr: bool,
+}
+
+impl<'a> From<&'a ClickBatch> for BatchRef<'a> {
+    fn from(b: &'a ClickBatch) -> Self {
+        BatchRef {
+            batch_id: borrowed(&b.batch_id),
+            proxy_id: borrowed(&b.proxy_id),
+            events: b.events.iter().map(EventRef::from).collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a ClickEvent> for EventRef<'a> {
+    fn from(e: &'a ClickEvent) -> Self {
+        EventRef {
+            link_id: borrowed(&e.link_id),
+            at_ms: e.at_ms,
+            country: e.country.as_deref().map(borrowed),
+            device: borrowed(&e.device),
+            browser: borrowed(&e.browser),
+            os: borrowed(&e.os),
+            bot: e.bot,
+            referrer_host: e.referrer_host.as_deref().map(borrowed),
+            visitor: borrowed(&e.visitor),
+            qr: e.qr,
+        }
+    }
+}
+
 /// What one ingest did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ingested {
@@ -51,6 +161,8 @@ pub struct Ingested {
     pub stored: usize,
     /// Events whose link does not exist (deleted since, or never): acknowledged, not stored.
     pub unknown_link: usize,
+    /// Feed sequence of the changes that publish links this batch pushed to their click limit.
+    pub feed_seq: Option<u64>,
 }
 
 /// One value of a [`RowSet`].
@@ -99,21 +211,34 @@ impl<'a> RowSet<'a> {
         let width = self.cols.len();
         match backend {
             Backend::Postgres => {
-                let mut arrays = vec![String::from("{"); width];
+                let rows = self.rows.len() / width.max(1);
+                let mut arrays: Vec<String> = (0..width)
+                    .map(|_| {
+                        let mut a = String::with_capacity(rows * 16 + 2);
+                        a.push('{');
+                        a
+                    })
+                    .collect();
                 for (i, v) in self.rows.iter().enumerate() {
                     let a = &mut arrays[i % width];
-                    if a.len() > 1 {
+                    if i >= width {
                         a.push(',');
                     }
                     match v {
-                        Val::Int(n) => a.push_str(&n.to_string()),
+                        Val::Int(n) => {
+                            let _ = write!(a, "{n}");
+                        }
                         Val::Text(t) => {
                             a.push('"');
-                            for c in t.chars() {
-                                if c == '"' || c == '\\' {
-                                    a.push('\\');
+                            if t.bytes().any(|b| b == b'"' || b == b'\\') {
+                                for c in t.chars() {
+                                    if c == '"' || c == '\\' {
+                                        a.push('\\');
+                                    }
+                                    a.push(c);
                                 }
-                                a.push(c);
+                            } else {
+                                a.push_str(t);
                             }
                             a.push('"');
                         }
@@ -197,12 +322,12 @@ fn clip(s: &str, max: usize) -> &str {
 /// One event as stored: unknown country and referrer are '', other labels `unknown` when empty.
 struct Clean<'a> {
     at_ms: i64,
-    country: String,
+    country: Cow<'a, str>,
     device: &'a str,
     browser: &'a str,
     os: &'a str,
     bot: bool,
-    referrer: String,
+    referrer: Cow<'a, str>,
     visitor: &'a str,
     qr: bool,
 }
@@ -212,18 +337,36 @@ fn label(s: &str) -> &str {
     if s.is_empty() { "unknown" } else { s }
 }
 
-fn clean(e: &ClickEvent) -> Clean<'_> {
+/// `s` in ASCII upper (or lower) case, copied only when it is not already.
+fn ascii_case(s: &str, upper: bool) -> Cow<'_, str> {
+    let wrong = |b: &u8| {
+        if upper {
+            b.is_ascii_lowercase()
+        } else {
+            b.is_ascii_uppercase()
+        }
+    };
+    if !s.bytes().any(|b| wrong(&b)) {
+        Cow::Borrowed(s)
+    } else if upper {
+        Cow::Owned(s.to_ascii_uppercase())
+    } else {
+        Cow::Owned(s.to_ascii_lowercase())
+    }
+}
+
+fn clean<'a>(e: &'a EventRef<'_>) -> Clean<'a> {
     let country = e
         .country
         .as_deref()
         .map(str::trim)
         .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
-        .map(str::to_ascii_uppercase)
+        .map(|c| ascii_case(c, true))
         .unwrap_or_default();
     let referrer = e
         .referrer_host
         .as_deref()
-        .map(|h| clip(h.trim(), MAX_HOST_LEN).to_ascii_lowercase())
+        .map(|h| ascii_case(clip(h.trim(), MAX_HOST_LEN), false))
         .unwrap_or_default();
     Clean {
         at_ms: e.at_ms,
@@ -266,15 +409,15 @@ const ID_COLS: &[(&str, &str)] = &[("l", "text")];
 /// Ingests `batch` at most once: see the module docs. Events for links that do not exist are
 /// acknowledged and counted in [`Ingested::unknown_link`], never an error (a batch that could
 /// not be acknowledged would be retried forever).
-pub async fn ingest(db: &Db, batch: &ClickBatch, now_ms: i64) -> sqlx::Result<Ingested> {
+pub async fn ingest(db: &Db, batch: &BatchRef<'_>, now_ms: i64) -> sqlx::Result<Ingested> {
     let mut w = db.begin_write().await?;
     let backend = w.backend;
     let fresh = sqlx::query(
         "INSERT INTO ingested_batches (batch_id, proxy_id, events, ingested_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (batch_id) DO NOTHING",
     )
-    .bind(&batch.batch_id)
-    .bind(&batch.proxy_id)
+    .bind(&*batch.batch_id)
+    .bind(&*batch.proxy_id)
     .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
     .bind(now_ms)
     .execute(&mut *w.tx)
@@ -292,8 +435,9 @@ pub async fn ingest(db: &Db, batch: &ClickBatch, now_ms: i64) -> sqlx::Result<In
         });
     }
 
+    let mut feed_seq = None;
     // Which team owns each link (and which links exist at all).
-    let ids: BTreeSet<&str> = batch.events.iter().map(|e| e.link_id.as_str()).collect();
+    let ids: BTreeSet<&str> = batch.events.iter().map(|e| &*e.link_id).collect();
     let mut id_rows = RowSet::new(ID_COLS, ids.len());
     for id in &ids {
         id_rows.push(&[Val::Text(id)]);
@@ -313,7 +457,7 @@ pub async fn ingest(db: &Db, batch: &ClickBatch, now_ms: i64) -> sqlx::Result<In
     let mut cleaned = Vec::with_capacity(batch.events.len());
     let mut unknown = 0usize;
     for e in &batch.events {
-        match teams.get_key_value(e.link_id.as_str()) {
+        match teams.get_key_value(&*e.link_id) {
             Some((link, team)) => cleaned.push((link.as_str(), team.as_str(), clean(e))),
             None => unknown += 1,
         }
@@ -340,11 +484,11 @@ pub async fn ingest(db: &Db, batch: &ClickBatch, now_ms: i64) -> sqlx::Result<In
         let (h, b) = if c.bot { (0, 1) } else { (1, 0) };
         for (dim, value) in [
             ("total", ""),
-            ("country", c.country.as_str()),
+            ("country", &*c.country),
             ("device", c.device),
             ("browser", c.browser),
             ("os", c.os),
-            ("referrer", c.referrer.as_str()),
+            ("referrer", &*c.referrer),
         ] {
             let slot = rollups.entry((link, bucket, dim, value)).or_default();
             slot.0 += h;
@@ -402,6 +546,8 @@ pub async fn ingest(db: &Db, batch: &ClickBatch, now_ms: i64) -> sqlx::Result<In
                 "UPDATE links SET clicks = links.clicks + j.n FROM {src} WHERE links.id = j.l"
             );
             execute_with(&mut w.tx, &sql, params).await?;
+            let (src, params) = counts.source(backend, 1, "j")?;
+            feed_seq = super::links::publish_exhausted(&mut w, &src, params, now_ms).await?;
         }
     }
     let stored = cleaned.len();
@@ -410,6 +556,7 @@ pub async fn ingest(db: &Db, batch: &ClickBatch, now_ms: i64) -> sqlx::Result<In
         accepted: true,
         stored,
         unknown_link: unknown,
+        feed_seq,
     })
 }
 

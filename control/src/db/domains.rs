@@ -74,3 +74,47 @@ pub async fn is_served_host(db: &Db, host: &str) -> sqlx::Result<bool> {
         .await?;
     Ok(row.is_some())
 }
+
+/// The domains a team sees: the default domain (shared by every team) and its own, default first.
+pub async fn list_visible(db: &Db, team_id: &str) -> sqlx::Result<Vec<DomainRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM domains WHERE is_default = 1 OR team_id = $1 \
+         ORDER BY is_default DESC, created_at, id"
+    );
+    let rows = sqlx::query(&sql).bind(team_id).fetch_all(&db.pool).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// One domain the team sees (the default domain or its own); another team's is `None`.
+pub async fn get_visible<'c, E>(exec: E, team_id: &str, id: &str) -> sqlx::Result<Option<DomainRow>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let sql =
+        format!("SELECT {COLUMNS} FROM domains WHERE id = $1 AND (is_default = 1 OR team_id = $2)");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .bind(team_id)
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Stores a domain's per-domain behaviour.
+pub async fn update_behaviour(
+    conn: &mut sqlx::AnyConnection,
+    row: &DomainRow,
+    now_ms: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE domains SET root_redirect = $1, not_found_redirect = $2, updated_at = $3 \
+         WHERE id = $4",
+    )
+    .bind(&row.root_redirect)
+    .bind(&row.not_found_redirect)
+    .bind(now_ms)
+    .bind(&row.id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -86,6 +86,7 @@ pub fn edge_record(row: &LinkRow) -> LinkRecord {
         expires_at_ms: row.expires_at,
         expired_url: row.expired_url.clone(),
         click_limit: row.click_limit.and_then(|c| u64::try_from(c).ok()),
+        click_limit_reached: row.click_limit.is_some_and(|limit| row.clicks >= limit),
         password_hash: row.password_hash.clone(),
         ios_url: row.ios_url.clone(),
         android_url: row.android_url.clone(),
@@ -165,6 +166,37 @@ pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<LinkRow> {
 
 fn to_json<T: serde::Serialize>(v: &T) -> sqlx::Result<String> {
     serde_json::to_string(v).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// Click limits: appends an `UpsertLink` (now with `click_limit_reached`) for every link that the
+/// click counts just added pushed to or past its limit, so every proxy refuses it from then on.
+/// `src` is a row source aliased `j` with columns `l` (link id) and `n` (clicks just added), whose
+/// parameters are `params`. Called by click ingest inside its transaction, after `links.clicks` is
+/// updated; only a batch that crosses the limit publishes, so an exhausted link does not churn
+/// the feed. Returns the feed sequence when something was published.
+pub(crate) async fn publish_exhausted(
+    w: &mut super::WriteTx,
+    src: &str,
+    params: Vec<String>,
+    now_ms: i64,
+) -> sqlx::Result<Option<u64>> {
+    let sql = format!(
+        "{SELECT} JOIN {src} ON l.id = j.l WHERE l.click_limit IS NOT NULL \
+         AND l.clicks >= l.click_limit AND l.clicks - j.n < l.click_limit"
+    );
+    let mut q = sqlx::query(&sql);
+    for p in params {
+        q = q.bind(p);
+    }
+    let rows = q.fetch_all(&mut *w.tx).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let ops = rows
+        .iter()
+        .map(|r| from_row(r).map(|row| row.upsert_op()))
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    super::changes::append(w, &ops, now_ms).await.map(Some)
 }
 
 /// A team's link by id.

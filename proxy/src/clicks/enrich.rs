@@ -94,18 +94,7 @@ impl Enricher {
     }
 
     pub fn enrich(&self, raw: &RawClick, cache: &mut EnrichCache) -> ClickEvent {
-        let peer_trusted = self.trusted.contains(raw.peer);
-        let ip = self.trusted.client_ip(
-            raw.peer,
-            raw.forwarded_for.as_deref(),
-            raw.forwarded.as_deref(),
-        );
-        let country = raw
-            .country_header
-            .as_deref()
-            .filter(|_| self.country_header && peer_trusted)
-            .and_then(country_code)
-            .or_else(|| self.geo.country(ip));
+        let (ip, country) = self.client_and_country(raw);
         let ua = raw.user_agent.as_deref().unwrap_or("");
         let agent = self.agent_cached(ua, cache);
         ClickEvent {
@@ -120,6 +109,24 @@ impl Enricher {
             visitor: self.visitor(ip, ua, raw.at_ms, cache),
             qr: raw.qr,
         }
+    }
+
+    /// The client address (trusted forwarding headers applied) and its country: a trusted CDN
+    /// header first, then the geo data. Geo targeting asks the same question.
+    pub fn client_and_country(&self, raw: &RawClick) -> (IpAddr, Option<String>) {
+        let peer_trusted = self.trusted.contains(raw.peer);
+        let ip = self.trusted.client_ip(
+            raw.peer,
+            raw.forwarded_for.as_deref(),
+            raw.forwarded.as_deref(),
+        );
+        let country = raw
+            .country_header
+            .as_deref()
+            .filter(|_| self.country_header && peer_trusted)
+            .and_then(country_code)
+            .or_else(|| self.geo.country(ip));
+        (ip, country)
     }
 
     fn agent_cached(&self, ua: &str, cache: &mut EnrichCache) -> Agent {

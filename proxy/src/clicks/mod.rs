@@ -175,6 +175,18 @@ impl ClickSink {
         headers: &HeaderMap,
         query: Option<&str>,
     ) {
+        self.send(self.capture(link_id, at_ms, peer, headers, query));
+    }
+
+    /// The raw click a request makes (copies only); [`Self::record`] sends it, targeting reads it.
+    pub fn capture(
+        &self,
+        link_id: &str,
+        at_ms: i64,
+        peer: IpAddr,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> RawClick {
         let copy = |name: &http::HeaderName| {
             headers
                 .get(name)
@@ -192,7 +204,29 @@ impl ClickSink {
                 click.country_header = copy(name);
             }
         }
-        self.send(click);
+        click
+    }
+
+    /// A raw click holding only what locating the client needs (forwarding headers and the
+    /// country header, when trusted proxies are configured): for geo targeting on the request path.
+    pub fn locate(&self, peer: IpAddr, headers: &HeaderMap) -> RawClick {
+        let mut click = RawClick::new("", 0, peer);
+        if self.capture_forwarding {
+            click.forwarded_for = join_all(headers, "x-forwarded-for");
+            click.forwarded = join_all(headers, "forwarded");
+            if let Some(name) = &self.country_header {
+                click.country_header = headers
+                    .get(name)
+                    .map(|v| Box::<str>::from(String::from_utf8_lossy(v.as_bytes())));
+            }
+        }
+        click
+    }
+
+    /// The enricher, once the shipper has loaded the geo data: targeting uses the same user-agent
+    /// parser and country source as click enrichment.
+    pub fn enricher(&self) -> Option<&Arc<Enricher>> {
+        self.shared.enricher.get()
     }
 
     /// Offers a raw click: channel, else overflow, else (after shutdown) the spool directly.

@@ -1,0 +1,707 @@
+//! `clicks`: what click tracking costs the proxy, and how fast the control plane ingests clicks.
+//!
+//! 1. Throughput, clicks on vs off. `sling serve` (SQLite, or Postgres with `--throughput-db`)
+//!    gets `--links` links through `POST /api/v1/links/bulk`; two proxies follow it, one with
+//!    `--clicks on` (shipping real batches to the control plane), one with `--clicks off`, both
+//!    pinned to the server core (only the one under load is busy). wrk runs against them
+//!    alternately (on, off, on, off, …); the ratio on/off is taken per pair. After each run the
+//!    control plane's `click_events_ingested` counter is awaited until it has taken every click
+//!    the proxy served (delivered/served in the report).
+//! 2. Ingest. For each of `--ingest-dbs`, a fresh `sling serve` (the server under test, on the
+//!    server core) and `--ingest-links` links; `--senders` tasks POST pre-built `ClickBatch`
+//!    bodies of `--batch-events` events (each with a new batch id) to `/internal/v1/clicks` with
+//!    the fleet token, closed loop. Events/s and batch latency.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::json;
+use sling_shared::clicks::{CLICKS_PATH, ClickEvent, IngestReceipt, MAX_BATCH_EVENTS};
+
+use super::{await_redirects, cpu_share, secs};
+use crate::cli::{Backend, ClicksArgs};
+use crate::closedloop::{self, ClosedLoopSummary};
+use crate::data::write_lines;
+use crate::db::{self, ControlOn};
+use crate::env;
+use crate::procs;
+use crate::report::{self, RunDir, Scratch, md_table, ms, ratio};
+use crate::sling::{self, Source};
+use crate::stats::median;
+use crate::svg::{self, Series};
+use crate::wrk::{self, WrkRun, WrkSummary};
+
+/// The control plane's counter of stored click events (a substring of its metric name).
+const INGESTED: &str = "click_events_ingested";
+const UNKNOWN: &str = "click_events_unknown_link";
+/// Throughput target: clicks on at most 5% below clicks off.
+const MIN_RATIO: f64 = 0.95;
+/// Ingest target into Postgres.
+const MIN_EVENTS_PER_SEC: f64 = 100_000.0;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ThroughputRun {
+    pair: usize,
+    clicks: bool,
+    requests_per_sec: f64,
+    errors: u64,
+    server_cpu: f64,
+    /// Control-plane CPU during the measured run (it shares the load generator's core).
+    control_cpu: f64,
+    /// Redirects served in warm-up + measured run (wrk's counts).
+    served: u64,
+    /// Change of the control plane's ingested-events counter from before the warm-up until the
+    /// clicks stopped arriving.
+    delivered: u64,
+    /// Milliseconds after the run until the last click arrived.
+    delivery_wait_ms: f64,
+    /// Change of every proxy metric whose name mentions "click".
+    proxy_click_metrics_delta: BTreeMap<String, f64>,
+    wrk: WrkSummary,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IngestRun {
+    backend: Backend,
+    database: Option<String>,
+    batch_events: usize,
+    senders: u32,
+    events_per_sec: f64,
+    batches: ClosedLoopSummary,
+    /// Change of the control plane's ingested-events counter over warm-up + measured run.
+    ingested_delta: u64,
+    unknown_link_delta: u64,
+    control_cpu: f64,
+}
+
+pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
+    let c = &args.common;
+    anyhow::ensure!(args.pairs >= 1, "--pairs must be at least 1");
+    anyhow::ensure!(
+        args.links >= 1 && args.ingest_links >= 1,
+        "--links and --ingest-links must be at least 1"
+    );
+    anyhow::ensure!(
+        (1..=MAX_BATCH_EVENTS).contains(&args.batch_events),
+        "--batch-events must be between 1 and {MAX_BATCH_EVENTS}"
+    );
+    let wrk_bin = env::find_tool(&env::WRK)?;
+    let server_pin = env::pin(c, c.server_cpu)?;
+    let client_pin = env::pin(c, c.client_cpu)?;
+    let bins = env::binaries(c, true)?;
+    let run = RunDir::create(c, "clicks")?;
+    let scratch = Scratch::new(c, "clicks")?;
+    let work = scratch.path().to_path_buf();
+    let client = procs::http_client()?;
+
+    let mut throughput = Vec::new();
+    let mut throughput_db = None;
+    if !args.no_throughput {
+        let control = db::start_control_on(
+            args.throughput_db,
+            &args.postgres,
+            &bins.control,
+            &client_pin,
+            &work.join("control-throughput"),
+            &[],
+            &run.logs,
+        )
+        .await?;
+        throughput_db = Some(control.database.clone());
+        throughput = throughput_runs(
+            &args,
+            &bins,
+            &control,
+            &client,
+            &wrk_bin,
+            &server_pin,
+            &client_pin,
+            &work,
+            &run,
+        )
+        .await?;
+    }
+    let mut ingest = Vec::new();
+    if !args.no_ingest {
+        for &backend in &args.ingest_dbs {
+            ingest
+                .push(ingest_run(&args, &bins, backend, &client, &server_pin, &work, &run).await?);
+        }
+    }
+
+    // Report.
+    let rps = |on: bool| -> Vec<f64> {
+        throughput
+            .iter()
+            .filter(|r| r.clicks == on)
+            .map(|r| r.requests_per_sec)
+            .collect()
+    };
+    let ratios: Vec<f64> = rps(true)
+        .iter()
+        .zip(rps(false))
+        .map(|(a, b)| a / b)
+        .collect();
+    let median_ratio = median(&ratios);
+    let (served, delivered) = throughput
+        .iter()
+        .filter(|r| r.clicks)
+        .fold((0, 0), |(s, d), r| (s + r.served, d + r.delivered));
+    let delivered_share = (served > 0).then(|| delivered as f64 / served as f64);
+    let pg_rate = ingest
+        .iter()
+        .filter(|r| r.backend == Backend::Postgres)
+        .map(|r| r.events_per_sec)
+        .next();
+    let config = json!({
+        "links": args.links,
+        "pairs": args.pairs,
+        "throughputDb": args.throughput_db,
+        "clickBatchSize": args.click_batch_size,
+        "connections": args.load.connections,
+        "wrkThreads": args.load.threads,
+        "durationSecs": args.load.duration,
+        "warmupSecs": args.load.warmup,
+        "sample": args.load.sample,
+        "ingestDbs": args.ingest_dbs,
+        "senders": args.senders,
+        "batchEvents": args.batch_events,
+        "ingestLinks": args.ingest_links,
+        "seed": c.seed,
+    });
+    let results = json!({
+        "throughput": {
+            "generator": "wrk (Debian), closed loop, random slugs from the links created through the API",
+            "database": throughput_db,
+            "runs": throughput,
+            "ratioOnOverOffPerPair": ratios,
+            "medianRatio": median_ratio,
+            "medianRps": { "on": median(&rps(true)), "off": median(&rps(false)) },
+            "clicksServed": served,
+            "clicksDelivered": delivered,
+            "deliveredOverServed": delivered_share,
+        },
+        "ingest": {
+            "generator": "sling-bench closed loop (reqwest, one task per sender, HDR histogram)",
+            "runs": ingest,
+        },
+        "targets": {
+            "clicksOnAtMost5PercentSlower": median_ratio.map(|r| r >= MIN_RATIO),
+            "allClicksDelivered": delivered_share.map(|d| d >= 1.0),
+            "postgresIngestAtLeast100kEventsPerSec": pg_rate.map(|r| r >= MIN_EVENTS_PER_SEC),
+        },
+    });
+    let machine = env::machine();
+    run.write_json(&run.envelope(c, config, results))?;
+
+    let mut md = report::md_header(
+        "clicks: click tracking on vs off, control-plane ingest",
+        &machine,
+        c,
+        &report::command_line(),
+    );
+    md.push_str("## Summary\n\n");
+    if !throughput.is_empty() {
+        let met = |ok: bool| if ok { "met" } else { "**missed**" };
+        md.push_str(&format!(
+            "- Proxy throughput (wrk, closed loop): clicks on **{:.0} req/s**, off **{:.0} req/s** (medians of {} runs); \
+             ratio on/off per pair {}; **median {}** — target ≥ {MIN_RATIO}: {}.\n\
+             - Clicks delivered to the control plane / redirects served in the clicks-on runs: {delivered} / {served} \
+             (**{}**) — target all delivered: {}.\n",
+            median(&rps(true)).unwrap_or(f64::NAN),
+            median(&rps(false)).unwrap_or(f64::NAN),
+            args.pairs,
+            ratios
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ratio(median_ratio),
+            median_ratio.map_or("–", |r| met(r >= MIN_RATIO)),
+            ratio(delivered_share),
+            delivered_share.map_or("–", |d| met(d >= 1.0)),
+        ));
+    }
+    for r in &ingest {
+        md.push_str(&format!(
+            "- Ingest into {}: **{:.0} events/s** ({:.1} batches/s of {} events, {} senders), batch latency p50 {} ms, \
+             p99 {} ms, errors {}{}.\n",
+            r.backend.name(),
+            r.events_per_sec,
+            r.batches.requests_per_sec,
+            r.batch_events,
+            r.senders,
+            ms(r.batches.latency.p50_us as f64),
+            ms(r.batches.latency.p99_us as f64),
+            r.batches.errors,
+            if r.backend == Backend::Postgres {
+                format!(
+                    " — target ≥ 100,000 events/s: {}",
+                    if r.events_per_sec >= MIN_EVENTS_PER_SEC {
+                        "met"
+                    } else {
+                        "**missed**"
+                    }
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    md.push('\n');
+    if !throughput.is_empty() {
+        let rows: Vec<Vec<String>> = throughput
+            .iter()
+            .map(|r| {
+                vec![
+                    (r.pair + 1).to_string(),
+                    if r.clicks { "on" } else { "off" }.into(),
+                    format!("{:.0}", r.requests_per_sec),
+                    ms(r.wrk.p50_us as f64),
+                    ms(r.wrk.p99_us as f64),
+                    r.errors.to_string(),
+                    format!("{:.0}%", r.server_cpu * 100.0),
+                    format!("{:.0}%", r.control_cpu * 100.0),
+                    r.served.to_string(),
+                    r.delivered.to_string(),
+                    format!("{:.0}", r.delivery_wait_ms),
+                    r.proxy_click_metrics_delta
+                        .iter()
+                        .map(|(k, v)| format!("`{k}` {v:+}"))
+                        .collect::<Vec<_>>()
+                        .join("<br>"),
+                ]
+            })
+            .collect();
+        md.push_str("## Proxy throughput, clicks on vs off (wrk)\n\n");
+        md.push_str(&md_table(
+            &[
+                "pair",
+                "clicks",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "errors",
+                "proxy CPU",
+                "control CPU",
+                "served",
+                "delivered",
+                "delivery wait ms",
+                "proxy click metrics (change)",
+            ],
+            &rows,
+        ));
+    }
+    if !ingest.is_empty() {
+        let rows: Vec<Vec<String>> = ingest
+            .iter()
+            .map(|r| {
+                let l = &r.batches.latency;
+                vec![
+                    r.backend.name().into(),
+                    format!("{:.0}", r.events_per_sec),
+                    format!("{:.1}", r.batches.requests_per_sec),
+                    ms(l.p50_us as f64),
+                    ms(l.p90_us as f64),
+                    ms(l.p99_us as f64),
+                    ms(l.max_us as f64),
+                    r.batches.errors.to_string(),
+                    r.ingested_delta.to_string(),
+                    r.unknown_link_delta.to_string(),
+                    format!("{:.0}%", r.control_cpu * 100.0),
+                ]
+            })
+            .collect();
+        md.push_str("## Control-plane ingest (POST /internal/v1/clicks)\n\n");
+        md.push_str(&md_table(
+            &[
+                "database",
+                "events/s",
+                "batches/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "errors",
+                "events ingested (counter)",
+                "unknown-link events",
+                "control CPU",
+            ],
+            &rows,
+        ));
+        if let Some(e) = ingest.iter().find_map(|r| r.batches.first_error.as_ref()) {
+            md.push_str(&format!("First ingest error: `{e}`\n\n"));
+        }
+    }
+    md.push_str(&format!(
+        "## Method and caveats\n\n\
+         - Throughput: {links} links created through `POST /api/v1/links/bulk` in `sling serve` ({db}); two \
+           proxies follow it (`--clicks on` and `--clicks off`), both pinned to CPU {sc}, only the one under load \
+           busy. wrk ({conns} connections, {threads} thread(s), {dur} s after {warm} s of warm-up) picks random \
+           slugs; runs alternate on, off. The control plane shares CPU {cc} with wrk, so in clicks-on runs its \
+           ingest work also takes CPU from the load generator (control CPU column).\n\
+         - Delivered: the control plane's `sling_control_{INGESTED}` counter, from before a run's warm-up until \
+           it stopped rising (or reached the served count), against wrk's completed requests (warm-up + run). \
+           Requests still in flight when wrk stops may be served but not counted by wrk, so the share can \
+           slightly exceed 1.\n\
+         - Ingest: a fresh `sling serve` per database on CPU {sc} (Postgres itself is not pinned), {il} links; \
+           {senders} senders each POST a pre-built batch of {be} events (random links, times, countries, \
+           devices; a new batch id per request, so nothing is deduplicated) with the fleet token and check the \
+           receipt; closed loop, {dur} s after {warm} s of warm-up. The senders run inside the harness (not \
+           pinned).\n\n",
+        links = args.links,
+        db = args.throughput_db.name(),
+        sc = c.server_cpu,
+        cc = c.client_cpu,
+        conns = args.load.connections,
+        threads = args.load.threads,
+        dur = args.load.duration,
+        warm = args.load.warmup,
+        il = args.ingest_links,
+        senders = args.senders,
+        be = args.batch_events,
+    ));
+    md.push_str("![throughput](throughput.svg)\n\n![ingest](ingest.svg)\n");
+    run.write_md(&md)?;
+
+    let groups: Vec<String> = (1..=args.pairs).map(|p| format!("pair {p}")).collect();
+    let series = |on: bool| Series {
+        name: if on { "clicks on" } else { "clicks off" }.into(),
+        values: rps(on),
+    };
+    run.write_file(
+        "throughput.svg",
+        &svg::grouped_bars(
+            "Proxy throughput, click tracking on vs off (wrk)",
+            "requests/s",
+            &groups,
+            &[series(true), series(false)],
+        ),
+    )?;
+    let groups: Vec<String> = ingest.iter().map(|r| r.backend.name().into()).collect();
+    run.write_file(
+        "ingest.svg",
+        &svg::grouped_bars(
+            "Control-plane click ingest",
+            "events/s",
+            &groups,
+            &[Series {
+                name: format!(
+                    "{} events/batch, {} senders",
+                    args.batch_events, args.senders
+                ),
+                values: ingest.iter().map(|r| r.events_per_sec).collect(),
+            }],
+        ),
+    )?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn throughput_runs(
+    args: &ClicksArgs,
+    bins: &env::Binaries,
+    control: &ControlOn,
+    client: &reqwest::Client,
+    wrk_bin: &std::path::Path,
+    server_pin: &[String],
+    client_pin: &[String],
+    work: &std::path::Path,
+    run: &RunDir,
+) -> anyhow::Result<Vec<ThroughputRun>> {
+    let c = &args.common;
+    let ctl = &control.control;
+    let api = ctl.api();
+    eprintln!("creating {} links through the API…", args.links);
+    let destinations: Vec<String> = (0..args.links)
+        .map(|i| format!("https://example.com/c/{i}"))
+        .collect();
+    let slugs = sling::create_links_bulk(client, &api, &destinations).await?;
+    let created: Vec<(String, String)> = slugs.into_iter().zip(destinations).collect();
+    let sample_path = work.join("sample.txt");
+    write_lines(
+        &sample_path,
+        created
+            .iter()
+            .take(args.load.sample.max(1))
+            .map(|(s, _)| s.clone()),
+    )?;
+
+    eprintln!("starting two proxies following the control plane (clicks on, clicks off)…");
+    let mut proxies = Vec::new();
+    for on in [true, false] {
+        let name = if on { "on" } else { "off" };
+        let mut extra = vec![
+            "--clicks".to_owned(),
+            name.to_owned(),
+            "--spool-dir".to_owned(),
+            work.join(format!("spool-{name}")).display().to_string(),
+        ];
+        if let Some(n) = args.click_batch_size {
+            extra.extend(["--click-batch-size".into(), n.to_string()]);
+        }
+        let mut proxy = sling::start_proxy_with(
+            &bins.proxy,
+            server_pin,
+            Source::Follow {
+                snapshot_dir: &work.join(format!("proxy-{name}-snapshots")),
+                control_url: &ctl.url,
+                fleet_token: &ctl.fleet_token,
+            },
+            &extra,
+            &run.logs,
+            secs(60),
+        )
+        .await?;
+        let check: Vec<(String, String)> = created.iter().rev().take(20).cloned().collect();
+        await_redirects(client, &mut proxy, &check, secs(60)).await?;
+        proxies.push((on, proxy));
+    }
+    let metrics_url = ctl.url.clone();
+    let ingested = || async {
+        sling::metrics(client, &metrics_url, INGESTED)
+            .await
+            .values()
+            .sum::<f64>() as u64
+    };
+    let script = wrk::write_script(work)?;
+    let mut runs = Vec::new();
+    for pair in 0..args.pairs {
+        for (on, proxy) in proxies.iter_mut() {
+            let on = *on;
+            // Let the clicks of earlier requests (preflight, the previous run) land first.
+            settle(&ingested, Duration::from_millis(1000), u64::MAX).await;
+            let before = ingested().await;
+            let admin = format!("http://{}", proxy.admin);
+            let proxy_before = sling::metrics(client, &admin, "click").await;
+            let mut w = WrkRun {
+                wrk: wrk_bin,
+                pin: client_pin,
+                script: &script,
+                slugs: &sample_path,
+                target: &proxy.addr,
+                threads: args.load.threads,
+                connections: args.load.connections,
+                duration: secs(args.load.warmup),
+                seed: c.seed + pair as u64,
+            };
+            let mut served = 0;
+            if args.load.warmup > 0 {
+                served += w.run().await.context("warm-up")?.requests;
+            }
+            w.duration = secs(args.load.duration);
+            let ctl_cpu_before = procs::tree_cpu_seconds(ctl.pid());
+            let t = Instant::now();
+            let (summary, cpu) = cpu_share(proxy.proc.pid(), w.run()).await?;
+            let control_cpu = (procs::tree_cpu_seconds(ctl.pid()) - ctl_cpu_before)
+                / t.elapsed().as_secs_f64().max(1e-9);
+            served += summary.requests;
+            let waited = Instant::now();
+            let after = if on {
+                settle(&ingested, Duration::from_millis(2000), before + served).await
+            } else {
+                ingested().await
+            };
+            let delivery_wait_ms = waited.elapsed().as_secs_f64() * 1e3;
+            let proxy_after = sling::metrics(client, &admin, "click").await;
+            let delta = proxy_after
+                .iter()
+                .filter_map(|(k, v)| {
+                    let d = v - proxy_before.get(k).copied().unwrap_or(0.0);
+                    (d != 0.0).then(|| (k.clone(), d))
+                })
+                .collect();
+            let delivered = after.saturating_sub(before);
+            eprintln!(
+                "pair {} clicks {:3}: {:>9.0} req/s  p99 {} ms  errors {}  served {served}  delivered {delivered}",
+                pair + 1,
+                if on { "on" } else { "off" },
+                summary.rps(),
+                ms(summary.p99_us as f64),
+                summary.errors(),
+            );
+            proxy.proc.ensure_running()?;
+            runs.push(ThroughputRun {
+                pair,
+                clicks: on,
+                requests_per_sec: summary.rps(),
+                errors: summary.errors(),
+                server_cpu: cpu,
+                control_cpu,
+                served,
+                delivered,
+                delivery_wait_ms,
+                proxy_click_metrics_delta: delta,
+                wrk: summary,
+            });
+        }
+    }
+    for (_, mut p) in proxies {
+        p.proc.stop(secs(15));
+    }
+    Ok(runs)
+}
+
+/// Polls `read` every 100 ms until it reaches `target` or has not changed for `quiet` (at most
+/// 120 s); returns the last value.
+async fn settle<F, Fut>(read: &F, quiet: Duration, target: u64) -> u64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    let deadline = Instant::now() + secs(120);
+    let mut last = read().await;
+    let mut since = Instant::now();
+    while last < target && since.elapsed() < quiet && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = read().await;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    last
+}
+
+async fn ingest_run(
+    args: &ClicksArgs,
+    bins: &env::Binaries,
+    backend: Backend,
+    client: &reqwest::Client,
+    server_pin: &[String],
+    work: &std::path::Path,
+    run: &RunDir,
+) -> anyhow::Result<IngestRun> {
+    let c = &args.common;
+    eprintln!("ingest on {}: starting sling serve…", backend.name());
+    let control = db::start_control_on(
+        backend,
+        &args.postgres,
+        &bins.control,
+        server_pin,
+        &work.join(format!("control-ingest-{}", backend.name())),
+        &[],
+        &run.logs,
+    )
+    .await?;
+    let ctl = &control.control;
+    let destinations: Vec<String> = (0..args.ingest_links)
+        .map(|i| format!("https://example.com/i/{i}"))
+        .collect();
+    let links = sling::create_links_bulk_ids(client, &ctl.api(), &destinations).await?;
+    let ids: Vec<String> = links.into_iter().map(|l| l.id).collect();
+
+    // Pre-built event arrays (JSON), rotated; each request wraps one in a new batch id.
+    let mut rng = StdRng::seed_from_u64(c.seed);
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let countries = ["US", "DE", "FR", "GB", "JP", "BR", "IN"];
+    let devices = ["desktop", "mobile", "tablet", "bot", "unknown"];
+    let browsers = ["Chrome", "Firefox", "Safari", "Edge", "unknown"];
+    let oses = ["Windows", "macOS", "iOS", "Android", "Linux"];
+    let mut bodies = Vec::new();
+    for _ in 0..8 {
+        let events: Vec<ClickEvent> = (0..args.batch_events)
+            .map(|_| {
+                let device = devices[rng.random_range(0..devices.len())];
+                ClickEvent {
+                    link_id: ids[rng.random_range(0..ids.len())].clone(),
+                    at_ms: now_ms - rng.random_range(0..3_600_000),
+                    country: Some(countries[rng.random_range(0..countries.len())].into()),
+                    device: device.into(),
+                    browser: browsers[rng.random_range(0..browsers.len())].into(),
+                    os: oses[rng.random_range(0..oses.len())].into(),
+                    bot: device == "bot",
+                    referrer_host: rng.random_bool(0.5).then(|| "news.example.org".into()),
+                    visitor: format!("{:016x}", rng.random::<u64>()),
+                    qr: rng.random_bool(0.05),
+                }
+            })
+            .collect();
+        bodies.push(serde_json::to_string(&events)?);
+    }
+    let bodies = Arc::new(bodies);
+    let url = Arc::new(format!("{}{CLICKS_PATH}", ctl.url));
+    let token = Arc::new(ctl.fleet_token.clone());
+    let batch_events = args.batch_events;
+    let run_id = std::process::id();
+    let sender = client.clone();
+    let send = move |s: u32, n: u64| {
+        let (client, bodies, url, token) =
+            (sender.clone(), bodies.clone(), url.clone(), token.clone());
+        async move {
+            let events = &bodies[(n as usize + s as usize) % bodies.len()];
+            let body = format!(
+                r#"{{"batchId":"bench-{run_id}-{s}-{n}","proxyId":"sling-bench","events":{events}}}"#
+            );
+            let resp = client
+                .post(url.as_str())
+                .bearer_auth(token.as_str())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let status = resp.status();
+            anyhow::ensure!(status.is_success(), "ingest answered {status}");
+            let receipt: IngestReceipt = resp.json().await?;
+            anyhow::ensure!(
+                receipt.accepted && receipt.events == batch_events,
+                "unexpected receipt {receipt:?}"
+            );
+            Ok(())
+        }
+    };
+    let metrics = |needle: &'static str| {
+        let url = ctl.url.clone();
+        async move {
+            sling::metrics(client, &url, needle)
+                .await
+                .values()
+                .sum::<f64>() as u64
+        }
+    };
+    let (ing0, unk0) = (metrics(INGESTED).await, metrics(UNKNOWN).await);
+    eprintln!(
+        "ingest on {}: {} senders × {} events per batch…",
+        backend.name(),
+        args.senders,
+        args.batch_events
+    );
+    let cpu0 = procs::tree_cpu_seconds(ctl.pid());
+    let t = Instant::now();
+    let batches = closedloop::run(
+        args.senders,
+        secs(args.load.warmup),
+        secs(args.load.duration),
+        send,
+    )
+    .await?;
+    let control_cpu =
+        (procs::tree_cpu_seconds(ctl.pid()) - cpu0) / t.elapsed().as_secs_f64().max(1e-9);
+    let events_per_sec = batches.requests_per_sec * args.batch_events as f64;
+    let (ing1, unk1) = (metrics(INGESTED).await, metrics(UNKNOWN).await);
+    eprintln!(
+        "ingest on {}: {events_per_sec:.0} events/s, batch p50 {} ms p99 {} ms, errors {}",
+        backend.name(),
+        ms(batches.latency.p50_us as f64),
+        ms(batches.latency.p99_us as f64),
+        batches.errors
+    );
+    Ok(IngestRun {
+        backend,
+        database: control.database.clone(),
+        batch_events: args.batch_events,
+        senders: args.senders,
+        events_per_sec,
+        batches,
+        ingested_delta: ing1.saturating_sub(ing0),
+        unknown_link_delta: unk1.saturating_sub(unk0),
+        control_cpu,
+    })
+}

@@ -2,7 +2,8 @@
 //!
 //! Both are plain `std::thread`s: they block on channels, on HTTP (reqwest's blocking client) and
 //! on fsync, none of which may happen on the async executor. Every input of the shipper's loop is
-//! visible in one `select!`: clicks, a timer tick and the shutdown signal.
+//! visible in one `select!`: a timer tick (on which clicks are drained in bulk) and the shutdown
+//! signal.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, select};
 use sling_shared::clicks::{CLICKS_PATH, ClickEvent, IngestReceipt};
 
 use super::client_ip::TrustedProxies;
@@ -27,6 +28,8 @@ const SPOOL_WARN_EVERY: Duration = Duration::from_secs(60);
 const REPLAY_EVERY: Duration = Duration::from_secs(1);
 /// Longest one replay pass may hold up new clicks.
 const REPLAY_BUDGET: Duration = Duration::from_millis(500);
+/// Longest a click waits in the channel before the shipper takes it.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per-attempt limit while shutting down.
@@ -181,7 +184,6 @@ fn shipper_thread(
 }
 
 enum Event {
-    Click(RawClick),
     Tick,
     Shutdown,
 }
@@ -239,21 +241,24 @@ impl MainLoop {
         shutdown: &Receiver<()>,
         drain_overflow: bool,
     ) {
+        // Clicks are taken in bulk on each tick, never received one by one: a blocking receive
+        // parks this thread between clicks, so every request's send would have to wake it (a
+        // futex wake and a context switch per click, on the core that serves requests). The
+        // bench measured that at ~40% of redirect throughput.
         let tick = crossbeam_channel::tick(
-            (self.config.batch_interval / 4).clamp(Duration::from_millis(5), REPLAY_EVERY / 4),
+            (self.config.batch_interval / 4).clamp(Duration::from_millis(5), DRAIN_EVERY),
         );
         loop {
             let event = select! {
-                recv(clicks) -> msg => match msg {
-                    Ok(click) => Event::Click(click),
-                    Err(_) => Event::Shutdown,
-                },
                 recv(tick) -> _ => Event::Tick,
                 recv(shutdown) -> _ => Event::Shutdown,
             };
             match event {
-                Event::Click(click) => self.on_click(&click),
                 Event::Tick => {
+                    if !self.drain_clicks(clicks) {
+                        self.on_shutdown(clicks);
+                        return;
+                    }
                     if drain_overflow {
                         self.drain_overflow(overflow);
                     }
@@ -265,6 +270,20 @@ impl MainLoop {
                 }
             }
         }
+    }
+
+    /// Takes what the channel holds now (at most one channel's worth, so a flood cannot starve
+    /// the tick's other work). False once every sender is gone: the proxy is shutting down.
+    fn drain_clicks(&mut self, clicks: &Receiver<RawClick>) -> bool {
+        let most = clicks.capacity().unwrap_or(usize::MAX).max(1);
+        for _ in 0..most {
+            match clicks.try_recv() {
+                Ok(click) => self.on_click(&click),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
     }
 
     fn on_click(&mut self, click: &RawClick) {

@@ -275,8 +275,40 @@ async fn write_tags(conn: &mut AnyConnection, row: &LinkRow) -> sqlx::Result<()>
     Ok(())
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the columns `insert` and `update` share, `domain_id` through `visible`, in table order:
+/// one list, so the two statements cannot drift apart.
+fn bind_columns<'q>(q: AnyQuery<'q>, row: &'q LinkRow) -> sqlx::Result<AnyQuery<'q>> {
+    Ok(q.bind(&row.domain_id)
+        .bind(&row.slug)
+        .bind(&row.destination_url)
+        .bind(&row.title)
+        .bind(&row.description)
+        .bind(to_json(&row.tags)?)
+        .bind(&row.password_hash)
+        .bind(row.expires_at)
+        .bind(&row.expired_url)
+        .bind(row.click_limit)
+        .bind(to_json(&row.geo_targets)?)
+        .bind(to_json(&row.device_targets)?)
+        .bind(&row.ios_url)
+        .bind(&row.android_url)
+        .bind(&row.utm_source)
+        .bind(&row.utm_medium)
+        .bind(&row.utm_campaign)
+        .bind(&row.utm_term)
+        .bind(&row.utm_content)
+        .bind(&row.external_id)
+        .bind(row.redirect_type)
+        .bind(i64::from(row.forward_query))
+        .bind(i64::from(row.active))
+        .bind(i64::from(row.archived))
+        .bind(i64::from(row.visible)))
+}
+
 pub async fn insert(conn: &mut AnyConnection, row: &LinkRow) -> sqlx::Result<()> {
-    sqlx::query(
+    let q = sqlx::query(
         "INSERT INTO links (id, team_id, domain_id, slug, destination_url, title, description, \
          tags, password_hash, expires_at, expired_url, click_limit, geo_targets, device_targets, \
          ios_url, android_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
@@ -285,44 +317,20 @@ pub async fn insert(conn: &mut AnyConnection, row: &LinkRow) -> sqlx::Result<()>
          $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
     )
     .bind(&row.id)
-    .bind(&row.team_id)
-    .bind(&row.domain_id)
-    .bind(&row.slug)
-    .bind(&row.destination_url)
-    .bind(&row.title)
-    .bind(&row.description)
-    .bind(to_json(&row.tags)?)
-    .bind(&row.password_hash)
-    .bind(row.expires_at)
-    .bind(&row.expired_url)
-    .bind(row.click_limit)
-    .bind(to_json(&row.geo_targets)?)
-    .bind(to_json(&row.device_targets)?)
-    .bind(&row.ios_url)
-    .bind(&row.android_url)
-    .bind(&row.utm_source)
-    .bind(&row.utm_medium)
-    .bind(&row.utm_campaign)
-    .bind(&row.utm_term)
-    .bind(&row.utm_content)
-    .bind(&row.external_id)
-    .bind(row.redirect_type)
-    .bind(i64::from(row.forward_query))
-    .bind(i64::from(row.active))
-    .bind(i64::from(row.archived))
-    .bind(i64::from(row.visible))
-    .bind(row.clicks)
-    .bind(&row.channel)
-    .bind(row.created_at)
-    .bind(row.updated_at)
-    .execute(&mut *conn)
-    .await?;
+    .bind(&row.team_id);
+    bind_columns(q, row)?
+        .bind(row.clicks)
+        .bind(&row.channel)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&mut *conn)
+        .await?;
     write_tags(conn, row).await
 }
 
 /// Writes every mutable column of `row` (matched by id and team); false if no such link.
 pub async fn update(conn: &mut AnyConnection, row: &LinkRow) -> sqlx::Result<bool> {
-    let res = sqlx::query(
+    let q = sqlx::query(
         "UPDATE links SET domain_id = $1, slug = $2, destination_url = $3, title = $4, \
          description = $5, tags = $6, password_hash = $7, expires_at = $8, expired_url = $9, \
          click_limit = $10, geo_targets = $11, device_targets = $12, ios_url = $13, \
@@ -330,37 +338,13 @@ pub async fn update(conn: &mut AnyConnection, row: &LinkRow) -> sqlx::Result<boo
          utm_term = $18, utm_content = $19, external_id = $20, redirect_type = $21, \
          forward_query = $22, active = $23, archived = $24, visible = $25, updated_at = $26 \
          WHERE id = $27 AND team_id = $28",
-    )
-    .bind(&row.domain_id)
-    .bind(&row.slug)
-    .bind(&row.destination_url)
-    .bind(&row.title)
-    .bind(&row.description)
-    .bind(to_json(&row.tags)?)
-    .bind(&row.password_hash)
-    .bind(row.expires_at)
-    .bind(&row.expired_url)
-    .bind(row.click_limit)
-    .bind(to_json(&row.geo_targets)?)
-    .bind(to_json(&row.device_targets)?)
-    .bind(&row.ios_url)
-    .bind(&row.android_url)
-    .bind(&row.utm_source)
-    .bind(&row.utm_medium)
-    .bind(&row.utm_campaign)
-    .bind(&row.utm_term)
-    .bind(&row.utm_content)
-    .bind(&row.external_id)
-    .bind(row.redirect_type)
-    .bind(i64::from(row.forward_query))
-    .bind(i64::from(row.active))
-    .bind(i64::from(row.archived))
-    .bind(i64::from(row.visible))
-    .bind(row.updated_at)
-    .bind(&row.id)
-    .bind(&row.team_id)
-    .execute(&mut *conn)
-    .await?;
+    );
+    let res = bind_columns(q, row)?
+        .bind(row.updated_at)
+        .bind(&row.id)
+        .bind(&row.team_id)
+        .execute(&mut *conn)
+        .await?;
     if res.rows_affected() == 0 {
         return Ok(false);
     }

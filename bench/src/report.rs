@@ -173,6 +173,17 @@ impl Scratch {
 }
 
 /// Formats a number of microseconds as milliseconds with two decimals.
+/// A Markdown table cell listing how a run changed the proxy's metrics, one series a line.
+/// Histogram buckets are left out (count and sum say enough; the buckets drown the table).
+pub fn metrics_delta_cell(delta: &std::collections::BTreeMap<String, f64>) -> String {
+    delta
+        .iter()
+        .filter(|(k, _)| !k.contains("_bucket{"))
+        .map(|(k, v)| format!("`{k}` {v:+}"))
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
 pub fn ms(us: f64) -> String {
     format!("{:.2}", us / 1000.0)
 }

@@ -272,11 +272,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
                     r.served.to_string(),
                     r.delivered.to_string(),
                     format!("{:.0}", r.delivery_wait_ms),
-                    r.proxy_click_metrics_delta
-                        .iter()
-                        .map(|(k, v)| format!("`{k}` {v:+}"))
-                        .collect::<Vec<_>>()
-                        .join("<br>"),
+                    report::metrics_delta_cell(&r.proxy_click_metrics_delta),
                 ]
             })
             .collect();

@@ -275,11 +275,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
                 r.errors.to_string(),
                 format!("{} ({} failed)", r.links_created, r.create_errors),
                 r.swaps_observed.to_string(),
-                r.proxy_snapshot_metrics_delta
-                    .iter()
-                    .map(|(k, v)| format!("`{k}` {v:+}"))
-                    .collect::<Vec<_>>()
-                    .join("<br>"),
+                report::metrics_delta_cell(&r.proxy_snapshot_metrics_delta),
             ]
         })
         .collect();

@@ -202,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.validate()?;
             let listener = bind(config.api_listen, "api").await?;
-            sling_control::run(config, listener, sling_control::shutdown_signal()).await
+            sling_control::run(config, listener, sling_proxy::shutdown_signal()).await
         }
         Command::Up(args) => up(args).await,
         Command::Migrate(args) => {
@@ -365,7 +365,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal = tokio::spawn(async move {
-        sling_control::shutdown_signal().await;
+        sling_proxy::shutdown_signal().await;
         stop_tx.send_replace(true);
     });
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -144,6 +144,8 @@ impl Overlay {
                 let host = normalize_request_host(host);
                 self.update_domain(&host, seq, |_| (DomainState::Deleted, Some(seq)));
             }
+            // Not link data: the feed follower refetches the TLS state instead.
+            ChangeOp::TlsChanged => {}
         }
     }
 

@@ -69,6 +69,9 @@ pub enum ChangeOp {
     /// A domain was removed (with all its links).
     #[serde(rename_all = "camelCase")]
     DeleteDomain { host: String },
+    /// A certificate, an HTTPS policy or a well-known answer changed: fetch the whole
+    /// [`crate::tls::TlsState`] again (keys never travel in the feed itself).
+    TlsChanged,
 }
 
 #[cfg(test)]

@@ -520,6 +520,32 @@ fn a_full_channel_spools_instead_of_dropping_or_blocking() {
 }
 
 #[test]
+fn a_slow_post_does_not_stop_the_channel_draining() {
+    let spool = tempfile::tempdir().unwrap();
+    // Each POST takes 400 ms; the channel holds 256 clicks, about 64 ms of this click rate.
+    let slow = Ingest::start(0, Duration::from_millis(400));
+    let mut config = clicks_config(spool.path());
+    config.channel_capacity = 256;
+    config.batch_size = 50;
+    let metrics = Metrics::new();
+    let (sink, shipper) = start(&config, Some(&slow.control()), metrics.clicks.clone()).unwrap();
+    for i in 0..2000 {
+        sink.send(click(i));
+        std::thread::sleep(Duration::from_micros(250));
+    }
+    assert!(shipper.shutdown(Duration::from_secs(30)));
+    let text = metrics.render(0);
+    // The delivery thread waits on the POSTs; the shipper kept taking clicks meanwhile.
+    assert!(
+        text.contains("sling_proxy_clicks_overflowed_total 0"),
+        "{text}"
+    );
+    let mut all = slow.events();
+    all.extend(spooled(spool.path()));
+    assert_exactly_once(&all, 2000);
+}
+
+#[test]
 fn shutdown_flushes_a_partial_batch() {
     let spool = tempfile::tempdir().unwrap();
     let ingest = Ingest::start(0, Duration::ZERO);

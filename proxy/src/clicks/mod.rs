@@ -2,10 +2,10 @@
 //! without ever losing a click.
 //!
 //! ```text
-//! request task ──try_send──▶ bounded channel ──▶ shipper thread ──POST──▶ control plane
-//!      │ (full)                                    │  batch, enrich,        /internal/v1/clicks
-//!      ▼                                           │  id, retry w/ backoff
-//! unbounded overflow ──▶ overflow spooler thread ──┴──▶ spool dir (fsync'd) ──replay──┘
+//! request task ──try_send──▶ bounded channel ──▶ shipper thread ──▶ queue ──▶ sender thread ──POST──▶ control plane
+//!      │ (full)                                    batch, enrich, id   │ (full)   │ retry w/ backoff   /internal/v1/clicks
+//!      ▼                                                               ▼          ▼
+//! unbounded overflow ──▶ overflow spooler thread ──────────────▶ spool dir (fsync'd) ──replay──┘
 //! ```
 //!
 //! **On the request task** ([`ClickSink::record`]) a [`RawClick`] is filled with copies of a few
@@ -18,21 +18,24 @@
 //! overflow channel grows only while disk writes are slower than the incoming click rate, which is
 //! the price of "never drop, never block"; [`crate::metrics`] counts every overflow.
 //!
-//! **The shipper thread** ([`shipper`]) runs a crossbeam `select!` loop over (clicks, a timer tick,
-//! shutdown). It enriches each click as it arrives ([`enrich`]), cuts a batch every
-//! `batch_size` clicks or `batch_interval`, names it (`proxy id - start time - counter - random`),
-//! and POSTs it with the fleet token. A batch that is not answered 200 goes to the [`spool`], and
-//! the control plane counts as down for a capped, jittered exponential backoff during which new
-//! batches are spooled without trying. The spool is replayed oldest first on start, after each
-//! backoff, and every second; a file is deleted only after a 200 receipt for its batch id (ingest is
-//! idempotent by batch id, so a resend after a crash is harmless). Without a control plane every
-//! batch is spooled and kept: nothing is ever deleted unacknowledged, the spool size is exported
-//! as metrics, and a warning is logged while it exceeds [`shipper::SPOOL_WARN_BYTES`].
+//! **The shipper thread** ([`shipper`]) drains the channel on a timer tick (never click by click:
+//! see its `run`), enriches each click ([`enrich`]), cuts a batch every `batch_size` clicks or
+//! `batch_interval`, names it (`proxy id - start time - counter - random`) and hands it to the
+//! **sender thread** ([`sender`]) through a short bounded queue; when that queue is full (the
+//! control plane is slow) the shipper spools the batch instead, so it never waits on the network
+//! and the channel keeps draining while a POST is in flight. The sender POSTs each batch with the
+//! fleet token. A batch that is not answered 200 goes to the [`spool`], and the control plane
+//! counts as down for a capped, jittered exponential backoff during which new batches are spooled
+//! without trying. The spool is replayed oldest first on start, after each backoff, and every
+//! second; a file is deleted only after a 200 receipt for its batch id (ingest is idempotent by
+//! batch id, so a resend after a crash is harmless). Without a control plane every batch is spooled
+//! and kept: nothing is ever deleted unacknowledged, the spool size is exported as metrics, and a
+//! warning is logged while it exceeds [`sender::SPOOL_WARN_BYTES`].
 //!
 //! **Shutdown** ([`Shipper::shutdown`], called by [`crate::run_with_listeners`] after connections
 //! have drained): the sink is closed (late clicks take the synchronous [`ClickSink`] fallback
-//! below), the shipper drains its channel, tries to deliver what it holds for a few seconds and
-//! spools the rest, the overflow spooler drains and spools its queue, and both threads are joined
+//! below), the shipper drains its channel and hands the last batch on, the sender tries to deliver
+//! what it holds for a few seconds and spools the rest, the overflow spooler drains and spools its queue, and both threads are joined
 //! with a bounded wait before `run` returns. A click recorded after that (a connection that outlived
 //! the drain timeout) is enriched and spooled synchronously on its task: rare, and the executor is
 //! shutting down anyway.
@@ -43,6 +46,7 @@
 pub mod client_ip;
 pub mod enrich;
 pub mod geo;
+pub mod sender;
 pub mod shipper;
 pub mod spool;
 

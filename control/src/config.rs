@@ -64,6 +64,8 @@ pub struct ServeArgs {
     /// A revocation on another replica or from the CLI takes effect within this time.
     #[arg(long, env = "SLING_KEY_CACHE_MS", default_value_t = 1000)]
     pub key_cache_ms: u64,
+    #[command(flatten)]
+    pub domains: DomainArgs,
 }
 
 /// Validated configuration of the control plane.
@@ -94,6 +96,10 @@ pub struct Config {
     pub anonymous_per_minute: u32,
     /// Lifetime of cached verified API keys; zero disables the cache.
     pub key_cache_ttl: Duration,
+    /// Ownership checks of custom domains (`verify.rs`).
+    pub verify: crate::verify::VerifyConfig,
+    /// What teams may add as custom domains, and the records they are told to publish.
+    pub domains: DomainPolicy,
 }
 
 impl ServeArgs {
@@ -126,7 +132,10 @@ impl ServeArgs {
             self.anonymous_per_minute > 0,
             "--anonymous-per-minute must be at least 1"
         );
+        let (verify, domains) = self.domains.validate()?;
         Ok(Config {
+            verify,
+            domains,
             plans: std::sync::Arc::new(plans),
             redis_url: self.redis_url.filter(|u| !u.trim().is_empty()),
             redis_key_prefix: self.redis_key_prefix,
@@ -173,6 +182,12 @@ impl Config {
             // Off, so tests that change keys or plans straight in the database see it at once;
             // tests/auth_cache.rs turns it on.
             key_cache_ttl: Duration::ZERO,
+            verify: crate::verify::VerifyConfig {
+                // Tests run everything on loopback.
+                allow_private: true,
+                ..Default::default()
+            },
+            domains: DomainPolicy::default(),
         }
     }
 }
@@ -182,5 +197,115 @@ pub fn load_plans(path: Option<&std::path::Path>) -> anyhow::Result<crate::plans
     match path {
         Some(p) => crate::plans::Plans::load(p),
         None => Ok(crate::plans::Plans::builtin()),
+    }
+}
+
+/// Custom domains: ownership checks and what teams may add.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DomainArgs {
+    /// DNS server (`ip:port`) for ownership checks (TXT records, the host of an HTTP token).
+    /// Default: the system's resolv.conf.
+    #[arg(long = "dns-resolver", env = "SLING_DNS_RESOLVER")]
+    pub dns_resolver: Option<SocketAddr>,
+    /// Port HTTP tokens (and ACME self-checks) are fetched from: where the fleet listens.
+    #[arg(
+        long = "verify-http-port",
+        env = "SLING_VERIFY_HTTP_PORT",
+        default_value_t = 80
+    )]
+    pub verify_http_port: u16,
+    /// Let ownership checks fetch from private, loopback and link-local addresses (a fleet on a
+    /// private network; tests). Off, such addresses are refused (SSRF guard).
+    #[arg(long = "allow-private-verify", env = "SLING_ALLOW_PRIVATE_VERIFY")]
+    pub allow_private_verify: bool,
+    /// Budget of one DNS query or HTTP fetch of an ownership check (milliseconds).
+    #[arg(
+        long = "verify-timeout-ms",
+        env = "SLING_VERIFY_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub verify_timeout_ms: u64,
+    /// How often pending domains are re-checked in the background (milliseconds).
+    #[arg(
+        long = "verify-interval-ms",
+        env = "SLING_VERIFY_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub verify_interval_ms: u64,
+    /// A domain still unproven this many hours after it was added is marked failed.
+    #[arg(
+        long = "verify-window-hours",
+        env = "SLING_VERIFY_WINDOW_HOURS",
+        default_value_t = 72
+    )]
+    pub verify_window_hours: u64,
+    /// Shared domains sling operates that only plans with `premium` may use (comma-separated).
+    #[arg(
+        long = "premium-domains",
+        env = "SLING_PREMIUM_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub premium_domains: Vec<String>,
+    /// The name customers point a CNAME at (shown in a new domain's records).
+    #[arg(long = "fleet-cname", env = "SLING_FLEET_CNAME")]
+    pub fleet_cname: Option<String>,
+    /// The fleet's public addresses, for A/AAAA records (comma-separated).
+    #[arg(long = "fleet-ips", env = "SLING_FLEET_IPS", value_delimiter = ',')]
+    pub fleet_ips: Vec<std::net::IpAddr>,
+    /// Let teams add subdomains of the default domain as custom domains.
+    #[arg(
+        long = "allow-default-subdomains",
+        env = "SLING_ALLOW_DEFAULT_SUBDOMAINS"
+    )]
+    pub allow_default_subdomains: bool,
+}
+
+/// What teams may add as custom domains, and what they are told to publish.
+#[derive(Debug, Clone, Default)]
+pub struct DomainPolicy {
+    /// Normalised premium hosts (`--premium-domains`).
+    pub premium: Vec<String>,
+    /// Normalised `--fleet-cname`.
+    pub fleet_cname: Option<String>,
+    pub fleet_ips: Vec<std::net::IpAddr>,
+    pub allow_default_subdomains: bool,
+}
+
+impl DomainArgs {
+    pub fn validate(self) -> anyhow::Result<(crate::verify::VerifyConfig, DomainPolicy)> {
+        let verify = crate::verify::VerifyConfig {
+            dns: match self.dns_resolver {
+                Some(addr) => crate::verify::DnsUpstream::Server(addr),
+                None => crate::verify::DnsUpstream::System,
+            },
+            http_port: self.verify_http_port,
+            allow_private: self.allow_private_verify,
+            timeout: Duration::from_millis(self.verify_timeout_ms.max(10)),
+            interval: Duration::from_millis(self.verify_interval_ms.max(10)),
+            window: Duration::from_secs(self.verify_window_hours.saturating_mul(3600)),
+        };
+        let premium = self
+            .premium_domains
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| {
+                sling_shared::host::normalize_host(h)
+                    .with_context(|| format!("--premium-domains {h:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let fleet_cname = match self.fleet_cname.filter(|c| !c.trim().is_empty()) {
+            Some(c) => Some(
+                sling_shared::host::normalize_host(&c)
+                    .with_context(|| format!("--fleet-cname {c:?}"))?,
+            ),
+            None => None,
+        };
+        let policy = DomainPolicy {
+            premium,
+            fleet_cname,
+            fleet_ips: self.fleet_ips,
+            allow_default_subdomains: self.allow_default_subdomains,
+        };
+        Ok((verify, policy))
     }
 }

@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod secrets;
 pub mod state;
 pub mod validate;
+pub mod verify;
 
 pub use config::Config;
 pub use state::AppState;

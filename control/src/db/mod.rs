@@ -14,10 +14,12 @@ pub mod clicks;
 pub mod domains;
 pub mod keys;
 pub mod links;
+pub mod outbox;
 pub mod snapshot;
 pub mod stats;
 pub mod teams;
 pub mod usage;
+pub mod well_known;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dashmap::DashMap;
 use sling_shared::feed::{Change, ChangeOp};
 use sling_shared::host::normalize_request_host;
-use sling_shared::link::LinkRecord;
+use sling_shared::link::{DomainPages, LinkRecord};
 
 /// A link change: `None` is a tombstone (the link was deleted since the snapshot).
 #[derive(Debug, Clone)]
@@ -31,6 +31,7 @@ pub struct DomainInfo {
     pub host: String,
     pub root_redirect: Option<String>,
     pub not_found_redirect: Option<String>,
+    pub pages: DomainPages,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +129,7 @@ impl Overlay {
                 host,
                 root_redirect,
                 not_found_redirect,
+                pages,
             } => {
                 let host = normalize_request_host(host);
                 let info = Arc::new(DomainInfo {
@@ -135,6 +137,7 @@ impl Overlay {
                     host: host.clone().into_owned(),
                     root_redirect: root_redirect.clone(),
                     not_found_redirect: not_found_redirect.clone(),
+                    pages: pages.clone(),
                 });
                 self.update_domain(&host, seq, |prev| {
                     (DomainState::Known(info), prev.and_then(|p| p.cleared_at))
@@ -261,6 +264,7 @@ mod tests {
                 host: "go.example".into(),
                 root_redirect: Some("https://root/".into()),
                 not_found_redirect: None,
+                pages: Default::default(),
             },
         });
         let d = o.domain("go.example").unwrap();

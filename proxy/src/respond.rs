@@ -15,9 +15,33 @@ use http::header::{
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
+use sling_shared::link::PageText;
+
 use crate::router::{Decision, GoneReason};
 
 pub type Body = Full<Bytes>;
+
+/// The pages' shared inline style (a macro so compile-time pages can `concat!` it).
+macro_rules! page_style {
+    () => {
+        concat!(
+            "body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;",
+            "font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,\"PingFang SC\",\"Noto Sans CJK SC\",sans-serif;",
+            "background:#f6f7f9;color:#1f2328;line-height:1.5}\n",
+            "main{max-width:32rem;margin:1.5rem;padding:2rem;background:#fff;border-radius:12px;",
+            "box-shadow:0 1px 3px rgba(0,0,0,.12)}\n",
+            "h1{font-size:1.5rem;margin:0 0 .5rem}p{margin:0 0 1rem;color:#57606a}\n",
+            "label{display:block;font-weight:600;margin:0 0 .25rem}\n",
+            "input{box-sizing:border-box;width:100%;font-size:1rem;padding:.6rem;border:1px solid #6e7781;",
+            "border-radius:6px;margin:0 0 1rem;background:inherit;color:inherit}\n",
+            "button{font-size:1rem;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#0b5cad;color:#fff}\n",
+            "input:focus,button:focus{outline:3px solid #0b5cad;outline-offset:2px}\n",
+            ".err{color:#b3261e;font-weight:600}\n",
+            "@media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}",
+            "main{background:#161b22;box-shadow:none}p{color:#9da7b3}.err{color:#ff8a80}}\n",
+        )
+    };
+}
 
 /// What PRODUCT.md asks of every redirect: browsers may reuse it briefly, shared caches may not
 /// (a link can be edited or disabled at any time).
@@ -137,11 +161,18 @@ pub fn respond_in(decision: Decision<'_>, lang: Lang) -> Response<Body> {
                 error(ProxyError::InvalidLocation)
             }
         },
-        Decision::Landing => page(StatusCode::OK, pages.landing, LANDING_CACHE),
-        Decision::NotFound => page(StatusCode::NOT_FOUND, pages.not_found, NO_STORE),
-        Decision::Gone(GoneReason::Expired) => page(StatusCode::GONE, pages.expired, NO_STORE),
-        Decision::Gone(GoneReason::ClickLimit) => page(StatusCode::GONE, pages.limit, NO_STORE),
-        Decision::Gone(GoneReason::Disabled | GoneReason::Archived) => {
+        Decision::Landing(Some(text)) => custom_page(StatusCode::OK, lang, &text, LANDING_CACHE),
+        Decision::NotFound(Some(text)) => custom_page(StatusCode::NOT_FOUND, lang, &text, NO_STORE),
+        Decision::Gone(_, Some(text)) => custom_page(StatusCode::GONE, lang, &text, NO_STORE),
+        Decision::Landing(None) => page(StatusCode::OK, pages.landing, LANDING_CACHE),
+        Decision::NotFound(None) => page(StatusCode::NOT_FOUND, pages.not_found, NO_STORE),
+        Decision::Gone(GoneReason::Expired, None) => {
+            page(StatusCode::GONE, pages.expired, NO_STORE)
+        }
+        Decision::Gone(GoneReason::ClickLimit, None) => {
+            page(StatusCode::GONE, pages.limit, NO_STORE)
+        }
+        Decision::Gone(GoneReason::Disabled | GoneReason::Archived, None) => {
             page(StatusCode::GONE, pages.gone, NO_STORE)
         }
         Decision::MethodNotAllowed => {
@@ -217,8 +248,52 @@ pub fn error(err: ProxyError) -> Response<Body> {
     }
 }
 
+/// A page with a domain's own wording (plain text, escaped), in the built-in template. `lang` is
+/// the visitor's, for the `lang` attribute only: the owner wrote the text in one language.
+fn custom_page(
+    status: StatusCode,
+    lang: Lang,
+    text: &PageText,
+    cache: HeaderValue,
+) -> Response<Body> {
+    let (title, message) = (escape_html(&text.title), escape_html(&text.message));
+    let lang = match lang {
+        Lang::En => "en",
+        Lang::Zh => "zh-CN",
+    };
+    let html = format!(
+        "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"robots\" content=\"noindex\">\n<title>{title}</title>\n<style>\n{}\
+         </style>\n</head>\n<body>\n<main>\n<h1>{title}</h1>\n<p>{message}</p>\n</main>\n\
+         </body>\n</html>\n",
+        page_style!()
+    );
+    page_body(status, Bytes::from(html), cache)
+}
+
+/// `s` safe as HTML text and attribute content.
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn page(status: StatusCode, html: &'static str, cache: HeaderValue) -> Response<Body> {
-    let mut resp = Response::new(Body::new(Bytes::from_static(html.as_bytes())));
+    page_body(status, Bytes::from_static(html.as_bytes()), cache)
+}
+
+fn page_body(status: StatusCode, html: Bytes, cache: HeaderValue) -> Response<Body> {
+    let mut resp = Response::new(Body::new(html));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HTML);
@@ -262,20 +337,7 @@ macro_rules! page_html {
             "<title>",
             $title,
             "</title>\n<style>\n",
-            "body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;",
-            "font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,\"PingFang SC\",\"Noto Sans CJK SC\",sans-serif;",
-            "background:#f6f7f9;color:#1f2328;line-height:1.5}\n",
-            "main{max-width:32rem;margin:1.5rem;padding:2rem;background:#fff;border-radius:12px;",
-            "box-shadow:0 1px 3px rgba(0,0,0,.12)}\n",
-            "h1{font-size:1.5rem;margin:0 0 .5rem}p{margin:0 0 1rem;color:#57606a}\n",
-            "label{display:block;font-weight:600;margin:0 0 .25rem}\n",
-            "input{box-sizing:border-box;width:100%;font-size:1rem;padding:.6rem;border:1px solid #6e7781;",
-            "border-radius:6px;margin:0 0 1rem;background:inherit;color:inherit}\n",
-            "button{font-size:1rem;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#0b5cad;color:#fff}\n",
-            "input:focus,button:focus{outline:3px solid #0b5cad;outline-offset:2px}\n",
-            ".err{color:#b3261e;font-weight:600}\n",
-            "@media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}",
-            "main{background:#161b22;box-shadow:none}p{color:#9da7b3}.err{color:#ff8a80}}\n",
+            page_style!(),
             "</style>\n</head>\n<body>\n<main>\n<h1>",
             $heading,
             "</h1>\n",
@@ -493,10 +555,10 @@ mod tests {
     #[test]
     fn pages_are_complete_html() {
         for (decision, status) in [
-            (Decision::Landing, 200),
-            (Decision::NotFound, 404),
-            (Decision::Gone(GoneReason::Archived), 410),
-            (Decision::Gone(GoneReason::Expired), 410),
+            (Decision::Landing(None), 200),
+            (Decision::NotFound(None), 404),
+            (Decision::Gone(GoneReason::Archived, None), 410),
+            (Decision::Gone(GoneReason::Expired, None), 410),
             (Decision::MethodNotAllowed, 405),
             (Decision::UriTooLong, 414),
         ] {
@@ -523,6 +585,57 @@ mod tests {
                 assert!(!html.contains("http"), "no external assets");
             }
         }
+    }
+
+    #[test]
+    fn a_domains_own_page_is_escaped_into_the_template() {
+        let text = PageText {
+            title: "Acme <b>links</b>".into(),
+            message: "Ask \"support\" & co <script>alert(1)</script>".into(),
+        };
+        let resp = respond_in(
+            Decision::Gone(GoneReason::Disabled, Some(Box::new(text))),
+            Lang::Zh,
+        );
+        assert_eq!(resp.status(), 410);
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+        assert!(
+            resp.headers()[CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'none'")
+        );
+        let body = resp.into_body();
+        let html = futures_body(body);
+        assert!(
+            html.starts_with("<!doctype html>\n<html lang=\"zh-CN\">"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<title>Acme &lt;b&gt;links&lt;/b&gt;</title>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<p>Ask &quot;support&quot; &amp; co &lt;script&gt;alert(1)&lt;/script&gt;</p>"
+            ),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("<meta name=\"viewport\""));
+        assert!(html.ends_with("</html>\n"));
+    }
+
+    /// The whole body of a page (they are single `Full` frames).
+    fn futures_body(body: Body) -> String {
+        use http_body_util::BodyExt;
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(body.collect())
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     #[test]

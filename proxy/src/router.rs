@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use sling_shared::host::normalize_request_host;
-use sling_shared::link::{ArchivedDomainRecord, ArchivedLinkRecord, LinkRecord};
+use sling_shared::link::{ArchivedDomainRecord, ArchivedLinkRecord, LinkRecord, PageText};
 use sling_shared::snapshot::ArchivedSnapshotBody;
 use url::form_urlencoded;
 
@@ -36,12 +36,12 @@ pub const MAX_TARGET_LEN: usize = 8 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'a> {
     Redirect(Redirect<'a>),
-    /// `/` on a domain without a root redirect.
-    Landing,
+    /// `/` on a domain without a root redirect; the domain's own wording, if it has one.
+    Landing(CustomPage),
     /// No such slug and no not-found redirect.
-    NotFound,
+    NotFound(CustomPage),
     /// The link exists but may not be followed.
-    Gone(GoneReason),
+    Gone(GoneReason, CustomPage),
     /// Anything but GET and HEAD (and POST to a password-protected link).
     MethodNotAllowed,
     /// Path plus query longer than [`MAX_TARGET_LEN`].
@@ -52,6 +52,9 @@ pub enum Decision<'a> {
     /// executor) and answers the form again or a redirect to the same URL with the cookie.
     Unlock(Locked<'a>),
 }
+
+/// A domain's own text for a page (boxed: rare, and it keeps [`Decision`] small).
+pub type CustomPage = Option<Box<PageText>>;
 
 /// A password-protected link, as the password rules need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,9 +158,9 @@ impl Decision<'_> {
                 count_click: r.count_click,
                 click_limit: r.click_limit,
             }),
-            Decision::Landing => Decision::Landing,
-            Decision::NotFound => Decision::NotFound,
-            Decision::Gone(reason) => Decision::Gone(reason),
+            Decision::Landing(page) => Decision::Landing(page),
+            Decision::NotFound(page) => Decision::NotFound(page),
+            Decision::Gone(reason, page) => Decision::Gone(reason, page),
             Decision::MethodNotAllowed => Decision::MethodNotAllowed,
             Decision::UriTooLong => Decision::UriTooLong,
             Decision::Locked(l) => Decision::Locked(l.into_owned()),
@@ -216,7 +219,7 @@ pub fn route_with<'a>(
     if path == "/" {
         return match domain.root_redirect() {
             Some(location) => domain_redirect(location),
-            None => Decision::Landing,
+            None => Decision::Landing(domain.page(PageKind::Landing)),
         };
     }
     let link = sling_shared::slug::from_path(path).and_then(|slug| view.link(&domain, key, slug));
@@ -224,10 +227,22 @@ pub fn route_with<'a>(
         None if is_post => Decision::MethodNotAllowed,
         None => match domain.not_found_redirect() {
             Some(location) => domain_redirect(location),
-            None => Decision::NotFound,
+            None => Decision::NotFound(domain.page(PageKind::NotFound)),
         },
-        Some(LinkRef::Archived(link)) => decide(link, query, method, facts),
-        Some(LinkRef::Overlay(link)) => decide(&*link, query, method, facts).into_owned(),
+        Some(LinkRef::Archived(link)) => {
+            with_gone_page(decide(link, query, method, facts), &domain)
+        }
+        Some(LinkRef::Overlay(link)) => {
+            with_gone_page(decide(&*link, query, method, facts).into_owned(), &domain)
+        }
+    }
+}
+
+/// A 410 shows the domain's own gone page when it has one.
+fn with_gone_page<'l>(decision: Decision<'l>, domain: &Domain<'_>) -> Decision<'l> {
+    match decision {
+        Decision::Gone(reason, None) => Decision::Gone(reason, domain.page(PageKind::Gone)),
+        other => other,
     }
 }
 
@@ -252,10 +267,10 @@ fn decide<'l, L: LinkFields>(
     let now_ms = facts.now_ms;
     let is_get = *method == Method::GET;
     if !link.active() {
-        return Decision::Gone(GoneReason::Disabled);
+        return Decision::Gone(GoneReason::Disabled, None);
     }
     if link.archived() {
-        return Decision::Gone(GoneReason::Archived);
+        return Decision::Gone(GoneReason::Archived, None);
     }
     if link.expires_at_ms().is_some_and(|at| at <= now_ms) {
         // The expired URL is a fallback chosen by the owner, so it is followed as-is and
@@ -268,14 +283,14 @@ fn decide<'l, L: LinkFields>(
                 count_click: false,
                 click_limit: None,
             }),
-            None => Decision::Gone(GoneReason::Expired),
+            None => Decision::Gone(GoneReason::Expired, None),
         };
     }
     let click_limit = link.click_limit();
     if let Some(limit) = click_limit
         && (link.click_limit_reached() || (facts.local_clicks)(link.id()) >= limit)
     {
-        return Decision::Gone(GoneReason::ClickLimit);
+        return Decision::Gone(GoneReason::ClickLimit, None);
     }
     match link.password_hash() {
         Some(hash) => {
@@ -537,6 +552,33 @@ impl<'a> Domain<'a> {
         }
     }
 
+    /// The domain's own text for a page, copied (only pages, never redirects, pay for it).
+    fn page(&self, kind: PageKind) -> CustomPage {
+        match &self.settings {
+            Some(info) => {
+                let p = &info.pages;
+                let text = match kind {
+                    PageKind::Landing => &p.landing,
+                    PageKind::NotFound => &p.not_found,
+                    PageKind::Gone => &p.gone,
+                };
+                text.clone().map(Box::new)
+            }
+            None => {
+                let p = &self.snapshot?.pages;
+                let text = match kind {
+                    PageKind::Landing => p.landing.as_ref(),
+                    PageKind::NotFound => p.not_found.as_ref(),
+                    PageKind::Gone => p.gone.as_ref(),
+                }?;
+                Some(Box::new(PageText {
+                    title: text.title.as_str().to_owned(),
+                    message: text.message.as_str().to_owned(),
+                }))
+            }
+        }
+    }
+
     fn not_found_redirect(&self) -> Option<Cow<'a, str>> {
         match &self.settings {
             Some(info) => info.not_found_redirect.clone().map(Cow::Owned),
@@ -546,6 +588,13 @@ impl<'a> Domain<'a> {
                 .map(|s| Cow::Borrowed(s.as_str())),
         }
     }
+}
+
+#[derive(Clone, Copy)]
+enum PageKind {
+    Landing,
+    NotFound,
+    Gone,
 }
 
 enum LinkRef<'a> {

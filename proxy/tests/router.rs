@@ -8,7 +8,7 @@ use sling_proxy::overlay::Overlay;
 use sling_proxy::router::{Decision, View, route};
 use sling_proxy::snapshot::LoadedSnapshot;
 use sling_shared::feed::{Change, ChangeOp};
-use sling_shared::link::{DomainRecord, LinkRecord, Param};
+use sling_shared::link::{DomainPages, DomainRecord, LinkRecord, PageText, Param};
 use sling_shared::snapshot::{SnapshotBody, encode};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -112,6 +112,7 @@ fn snapshot() -> LoadedSnapshot {
             host: "go.example".into(),
             root_redirect: Some("https://example.com/home".into()),
             not_found_redirect: Some("https://example.com/nf".into()),
+            pages: Default::default(),
             links: [("go".to_string(), link("https://example.com/go", |_| {}))].into(),
         },
     );
@@ -123,9 +124,9 @@ fn snapshot() -> LoadedSnapshot {
 fn show(d: &Decision<'_>) -> String {
     match d {
         Decision::Redirect(r) => format!("{} {}", r.status.as_u16(), r.location),
-        Decision::Landing => "landing".into(),
-        Decision::NotFound => "404".into(),
-        Decision::Gone(reason) => format!("410 {reason:?}"),
+        Decision::Landing(_) => "landing".into(),
+        Decision::NotFound(_) => "404".into(),
+        Decision::Gone(reason, _) => format!("410 {reason:?}"),
         Decision::MethodNotAllowed => "405".into(),
         Decision::UriTooLong => "414".into(),
         Decision::Locked(l) => format!("401 {}", l.link_id),
@@ -332,6 +333,7 @@ fn overlay_shadows_the_snapshot() {
                 host: "new.example".into(),
                 root_redirect: None,
                 not_found_redirect: Some("https://example.com/new-nf".into()),
+                pages: Default::default(),
             },
         ),
         upsert(16, "new.example", "n1", "https://example.com/n1"),
@@ -382,6 +384,7 @@ fn overlay_shadows_the_snapshot() {
             host: "go.example".into(),
             root_redirect: None,
             not_found_redirect: None,
+            pages: Default::default(),
         },
     ));
     overlay.apply(&upsert(
@@ -458,4 +461,54 @@ fn tombstone_hides_a_snapshot_link_and_no_snapshot_uses_the_fallback_host() {
             ("GET", "localhost", "/x2", "404"),
         ],
     );
+}
+
+#[test]
+fn a_domain_change_brings_its_own_pages() {
+    let snap = snapshot();
+    let overlay = Overlay::new();
+    let pages = DomainPages {
+        landing: Some(PageText {
+            title: "Acme links".into(),
+            message: "Short links of Acme.".into(),
+        }),
+        not_found: Some(PageText {
+            title: "No such Acme link".into(),
+            message: "Check the address.".into(),
+        }),
+        gone: None,
+    };
+    // go.example had redirects for `/` and unknown slugs; the change drops them for pages.
+    overlay.apply(&change(
+        SNAPSHOT_SEQ + 1,
+        ChangeOp::UpsertDomain {
+            id: "d-go".into(),
+            host: "go.example".into(),
+            root_redirect: None,
+            not_found_redirect: None,
+            pages,
+        },
+    ));
+    overlay.apply(&change(
+        SNAPSHOT_SEQ + 2,
+        ChangeOp::UpsertLink {
+            host: "go.example".into(),
+            slug: "old".into(),
+            link: Box::new(link("https://example.com/old", |l| l.active = false)),
+        },
+    ));
+    let view = View::new(Some(&snap), &overlay, "sho.rt");
+    let page = |target: &str| match route("go.example", target, None, &Method::GET, &view, NOW) {
+        Decision::Landing(p) | Decision::NotFound(p) | Decision::Gone(_, p) => p.map(|p| p.title),
+        other => panic!("{target}: {other:?}"),
+    };
+    assert_eq!(page("/").as_deref(), Some("Acme links"));
+    assert_eq!(page("/nope").as_deref(), Some("No such Acme link"));
+    // No gone page of its own: the built-in one.
+    assert_eq!(page("/old"), None);
+    // Other domains keep the built-in pages.
+    assert!(matches!(
+        route("sho.rt", "/nope", None, &Method::GET, &view, NOW),
+        Decision::NotFound(None)
+    ));
 }

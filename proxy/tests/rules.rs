@@ -13,7 +13,7 @@ use sling_proxy::overlay::Overlay;
 use sling_proxy::router::{Decision, Device, Facts, FormFactor, Platform, View, route_with};
 use sling_proxy::snapshot::LoadedSnapshot;
 use sling_proxy::{Config, Listeners};
-use sling_shared::link::{DomainRecord, LinkRecord, Param, Target};
+use sling_shared::link::{DomainPages, DomainRecord, LinkRecord, PageText, Param, Target};
 use sling_shared::snapshot::{SnapshotBody, encode, write_atomic};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -153,10 +153,50 @@ fn body(password_hash: &str) -> SnapshotBody {
             host: "go.example".into(),
             root_redirect: Some("https://d.example/home".into()),
             not_found_redirect: Some("https://d.example/nf".into()),
+            pages: DomainPages::default(),
             links: [("go".to_string(), link("go", "https://d.example/go", |_| {}))].into(),
         },
     );
+    // A domain with its own wording for the landing, 404 and 410 pages.
+    body.domains.insert(
+        "pages.example".into(),
+        DomainRecord {
+            id: "d-pages".into(),
+            host: "pages.example".into(),
+            root_redirect: None,
+            not_found_redirect: None,
+            pages: own_pages(),
+            links: [
+                ("p".to_string(), link("p", "https://d.example/p", |_| {})),
+                (
+                    "poff".to_string(),
+                    link("poff", "https://d.example/poff", |l| l.active = false),
+                ),
+                (
+                    "pexp".to_string(),
+                    link("pexp", "https://d.example/pexp", |l| {
+                        l.expires_at_ms = Some(NOW - 1)
+                    }),
+                ),
+            ]
+            .into(),
+        },
+    );
     body
+}
+
+fn own_pages() -> DomainPages {
+    let text = |t: &str| {
+        Some(PageText {
+            title: t.into(),
+            message: format!("{t} message"),
+        })
+    };
+    DomainPages {
+        landing: text("Welcome"),
+        not_found: text("Nothing here"),
+        gone: text("Gone for good"),
+    }
 }
 
 /// The facts one row asserts: `cookie` (valid access cookie for every link), `clicks` (this
@@ -194,9 +234,12 @@ fn show(d: &Decision<'_>) -> String {
             r.location,
             if r.count_click { "" } else { " (no click)" }
         ),
-        Decision::Landing => "landing".into(),
-        Decision::NotFound => "404".into(),
-        Decision::Gone(reason) => format!("410 {reason:?}"),
+        Decision::Landing(None) => "landing".into(),
+        Decision::Landing(Some(p)) => format!("landing '{}'", p.title),
+        Decision::NotFound(None) => "404".into(),
+        Decision::NotFound(Some(p)) => format!("404 '{}'", p.title),
+        Decision::Gone(reason, None) => format!("410 {reason:?}"),
+        Decision::Gone(reason, Some(p)) => format!("410 {reason:?} '{}'", p.title),
         Decision::MethodNotAllowed => "405".into(),
         Decision::UriTooLong => "414".into(),
         Decision::Locked(l) => format!("401 form {}", l.link_id),
@@ -247,8 +290,44 @@ fn rule_order_over_every_combination() {
                 "302 https://d.example/home (no click)",
             )
         },
-        // 3. not found → not-found redirect or 404.
+        Row {
+            host: "pages.example",
+            ..row("GET", "/", false, 0, d, "", "landing 'Welcome'")
+        },
+        // 3. not found → not-found redirect or 404 (the domain's own page if it has one).
         row("GET", "/missing", false, 0, d, "", "404"),
+        Row {
+            host: "pages.example",
+            ..row("GET", "/missing", false, 0, d, "", "404 'Nothing here'")
+        },
+        Row {
+            host: "pages.example",
+            ..row("GET", "/p", false, 0, d, "", "302 https://d.example/p")
+        },
+        Row {
+            host: "pages.example",
+            ..row(
+                "GET",
+                "/poff",
+                false,
+                0,
+                d,
+                "",
+                "410 Disabled 'Gone for good'",
+            )
+        },
+        Row {
+            host: "pages.example",
+            ..row(
+                "GET",
+                "/pexp",
+                false,
+                0,
+                d,
+                "",
+                "410 Expired 'Gone for good'",
+            )
+        },
         Row {
             host: "go.example",
             ..row(

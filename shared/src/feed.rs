@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::link::LinkRecord;
+use crate::link::{DomainPages, LinkRecord};
 
 /// Long-poll change feed: `GET FEED_PATH?after=<seq>&wait_ms=<ms>` with the fleet token.
 pub const FEED_PATH: &str = "/internal/v1/feed";
@@ -65,6 +65,9 @@ pub enum ChangeOp {
         host: String,
         root_redirect: Option<String>,
         not_found_redirect: Option<String>,
+        /// Absent in JSON means the built-in pages.
+        #[serde(default)]
+        pages: DomainPages,
     },
     /// A domain was removed (with all its links).
     #[serde(rename_all = "camelCase")]

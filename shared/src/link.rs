@@ -123,6 +123,60 @@ pub struct DomainRecord {
     pub host: String,
     pub root_redirect: Option<String>,
     pub not_found_redirect: Option<String>,
+    /// The domain's own wording for its landing, 404 and 410 pages.
+    #[serde(default)]
+    pub pages: DomainPages,
     #[serde(skip)]
     pub links: HashMap<String, LinkRecord>,
+}
+
+/// A domain's own wording for the pages the proxy shows on it; `None` keeps the built-in page
+/// (in the visitor's language). Plain text: the proxy escapes it into its own page template.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainPages {
+    /// `/` without a root redirect.
+    #[serde(default)]
+    pub landing: Option<PageText>,
+    /// An unknown slug without a not-found redirect (404).
+    #[serde(default)]
+    pub not_found: Option<PageText>,
+    /// A link that exists but may not be followed: disabled, archived, expired, click limit (410).
+    #[serde(default)]
+    pub gone: Option<PageText>,
+}
+
+impl DomainPages {
+    pub fn is_empty(&self) -> bool {
+        self.landing.is_none() && self.not_found.is_none() && self.gone.is_none()
+    }
+}
+
+/// The heading and the paragraph of one page.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PageText {
+    pub title: String,
+    pub message: String,
 }

@@ -31,8 +31,8 @@ use rkyv::util::AlignedVec;
 use crate::link::{ArchivedDomainRecord, ArchivedLinkRecord, DomainRecord, LinkRecord};
 
 pub const MAGIC: [u8; 8] = *b"SLINGSNP";
-/// 2: `LinkRecord::click_limit_reached`.
-pub const FORMAT_VERSION: u32 = 2;
+/// 2: `LinkRecord::click_limit_reached`. 3: `DomainRecord::pages`.
+pub const FORMAT_VERSION: u32 = 3;
 /// A multiple of 16, so the body of a page-aligned mapping is aligned for rkyv.
 pub const HEADER_LEN: usize = 64;
 const FILE_PREFIX: &str = "snapshot-";

@@ -27,6 +27,7 @@ impl DomainRow {
             host: self.host.clone(),
             root_redirect: self.root_redirect.clone(),
             not_found_redirect: self.not_found_redirect.clone(),
+            pages: Default::default(),
         }
     }
 }

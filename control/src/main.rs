@@ -125,6 +125,9 @@ struct UpArgs {
         default_value = "127.0.0.1:9080"
     )]
     proxy_admin_listen: SocketAddr,
+    /// The embedded proxy's HTTPS listener and default-domain certificate.
+    #[command(flatten)]
+    proxy_tls: sling_proxy::config::TlsArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -350,7 +353,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = args.serve.validate()?;
     let api = bind(config.api_listen, "api").await?;
     let control_url = format!("http://{}", api.local_addr()?);
-    // The proxy prints its own `listening proxy=…` and `listening admin=…` lines.
+    // The proxy prints its own `listening proxy=…`, `listening admin=…` (and `tls=…`) lines.
     let proxy_listener = tokio::net::TcpListener::bind(args.proxy_listen)
         .await
         .with_context(|| format!("binding proxy on {}", args.proxy_listen))?;
@@ -362,6 +365,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         sling_proxy::config::Config::new(config.data_dir.join("proxy-snapshots"))
             .with_control(&control_url, config.fleet_token.clone())?;
     proxy_config.default_domain = config.default_domain.clone();
+    proxy_config.tls = args.proxy_tls.into();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal = tokio::spawn(async move {

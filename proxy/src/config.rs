@@ -119,6 +119,31 @@ pub struct Args {
     /// This proxy's name in click batch ids and control-plane logs. Default: the host name.
     #[arg(long, env = "SLING_PROXY_ID")]
     pub proxy_id: Option<String>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// The HTTPS listener's flags; `sling up` takes the same ones for the proxy it embeds.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// Address the HTTPS listener binds (HTTP/2 and HTTP/1.1 by ALPN). Off when absent.
+    /// Certificates come from the control plane (custom domains) and --tls-cert/--tls-key.
+    #[arg(long, env = "SLING_TLS_LISTEN")]
+    pub tls_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain (leaf first) for the default domain, also served to clients that
+    /// send no server name. Needs --tls-key.
+    #[arg(long, env = "SLING_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "SLING_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Port put in HTTP → HTTPS redirects when the public HTTPS port is not 443.
+    #[arg(long, env = "SLING_HTTPS_PUBLIC_PORT")]
+    pub https_public_port: Option<u16>,
 }
 
 /// `on` / `off`.
@@ -165,6 +190,31 @@ pub struct Config {
     pub clicks: ClicksConfig,
     /// `--cookie-secret`; see [`crate::password`] for the key actually used.
     pub cookie_secret: Option<String>,
+    /// The HTTPS listener and certificates (see [`crate::tls`]).
+    pub tls: TlsConfig,
+}
+
+/// TLS settings; the default has no HTTPS listener and no certificate files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    /// HTTPS listener address (used by [`crate::run_with_listeners`] unless a listener is passed
+    /// to [`crate::run_with_tls_listener`]).
+    pub listen: Option<SocketAddr>,
+    /// The default domain's certificate chain and key, PEM files.
+    pub cert_files: Option<(PathBuf, PathBuf)>,
+    /// Port in HTTP → HTTPS redirect locations; `None` for 443.
+    pub https_public_port: Option<u16>,
+}
+
+impl From<TlsArgs> for TlsConfig {
+    fn from(args: TlsArgs) -> Self {
+        Self {
+            listen: args.tls_listen,
+            // clap makes the two flags require each other.
+            cert_files: args.tls_cert.zip(args.tls_key),
+            https_public_port: args.https_public_port.filter(|&p| p != 443),
+        }
+    }
 }
 
 /// Click tracking settings. [`Config::new`] fills in the CLI defaults.
@@ -294,6 +344,7 @@ impl Config {
             feed_wait: Duration::from_millis(25_000),
             drain_timeout: Duration::from_secs(10),
             cookie_secret: None,
+            tls: TlsConfig::default(),
         }
     }
 
@@ -336,6 +387,7 @@ impl TryFrom<Args> for Config {
             drain_timeout: Duration::from_millis(args.drain_timeout_ms),
             clicks,
             cookie_secret: args.cookie_secret.filter(|s| !s.is_empty()),
+            tls: args.tls.clone().into(),
         };
         if let Some(url) = args.control_url {
             config = config.with_control(&url, args.fleet_token.unwrap_or_default())?;
@@ -516,5 +568,35 @@ mod tests {
             "go.example.com"
         );
         assert!(parse(&["--default-domain", "bad host"]).is_err());
+    }
+
+    #[test]
+    fn tls_flags() {
+        assert_eq!(parse(&[]).unwrap().tls, TlsConfig::default());
+        let c = parse(&[
+            "--tls-listen",
+            "0.0.0.0:8443",
+            "--tls-cert",
+            "/etc/sling/cert.pem",
+            "--tls-key",
+            "/etc/sling/key.pem",
+            "--https-public-port",
+            "8443",
+        ])
+        .unwrap();
+        assert_eq!(c.tls.listen.unwrap().to_string(), "0.0.0.0:8443");
+        assert_eq!(
+            c.tls.cert_files,
+            Some((
+                PathBuf::from("/etc/sling/cert.pem"),
+                PathBuf::from("/etc/sling/key.pem")
+            ))
+        );
+        assert_eq!(c.tls.https_public_port, Some(8443));
+        let c = parse(&["--https-public-port", "443"]).unwrap();
+        assert_eq!(c.tls.https_public_port, None);
+        // A certificate without its key (or the reverse) is refused by the parser.
+        assert!(Args::try_parse_from(["sling-proxy", "--tls-cert", "c.pem"]).is_err());
+        assert!(Args::try_parse_from(["sling-proxy", "--tls-key", "k.pem"]).is_err());
     }
 }

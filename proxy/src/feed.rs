@@ -6,6 +6,9 @@
 //! runtime, swaps it in and trims the overlay. A `reset` page (the proxy fell further behind than
 //! the feed remembers) is answered the same way before resuming from the new snapshot.
 //!
+//! A `TlsChanged` change or a reset also wakes the TLS state follower ([`crate::tls::follower`]):
+//! keys never travel in the feed, so it fetches the whole state instead.
+//!
 //! When the control plane is unreachable the task retries with capped exponential backoff and
 //! jitter; requests keep being answered from what is already loaded. Nothing here can fail a
 //! request.
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow};
-use sling_shared::feed::{FEED_PATH, FeedPage, SNAPSHOT_PATH, SNAPSHOT_SEQ_HEADER};
+use sling_shared::feed::{ChangeOp, FEED_PATH, FeedPage, SNAPSHOT_PATH, SNAPSHOT_SEQ_HEADER};
 
 use crate::State;
 use crate::config::ControlPlane;
@@ -31,21 +34,22 @@ const KEEP_OLDER_SNAPSHOTS: usize = 1;
 /// the loop does not spin.
 const MIN_EMPTY_POLL: Duration = Duration::from_millis(100);
 
-/// Follows the feed until the task is aborted. Runs forever: every failure is logged, counted and
-/// retried.
-pub async fn follow(control: ControlPlane, wait: Duration, state: Arc<State>) {
-    let client = match reqwest::Client::builder()
+/// The HTTP client for the control plane's internal endpoints.
+pub fn control_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("sling-proxy/", env!("CARGO_PKG_VERSION")))
         .build()
-    {
-        Ok(client) => client,
-        Err(error) => {
-            // Only possible if the TLS/resolver backend cannot start; nothing to retry.
-            tracing::error!(%error, "cannot build the control-plane HTTP client; feed disabled");
-            return;
-        }
-    };
+}
+
+/// Follows the feed until the task is aborted. Runs forever: every failure is logged, counted and
+/// retried.
+pub async fn follow(
+    client: reqwest::Client,
+    control: ControlPlane,
+    wait: Duration,
+    state: Arc<State>,
+) {
     let follower = Follower {
         client,
         control,
@@ -126,8 +130,9 @@ impl Follower {
                 }
                 if page.reset {
                     // The page's changes start after a gap: drop the overlay and resume from
-                    // the snapshot just loaded.
+                    // the snapshot just loaded. A `TlsChanged` may be in the gap.
                     state.overlay.clear();
+                    state.tls.request_refetch();
                     applied = state.snapshots.seq();
                     tracing::info!(applied, "feed reset onto a fresh snapshot");
                     continue;
@@ -137,6 +142,9 @@ impl Follower {
             for change in &page.changes {
                 // Changes the served snapshot already includes are skipped.
                 if change.seq > applied {
+                    if matches!(change.op, ChangeOp::TlsChanged) {
+                        state.tls.request_refetch();
+                    }
                     state.overlay.apply(change);
                     applied = change.seq;
                 }
@@ -242,7 +250,7 @@ impl Follower {
 /// Capped exponential backoff with up to 25% random-ish jitter, so a fleet that lost its control
 /// plane at the same moment does not reconnect in lockstep.
 #[derive(Debug)]
-struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
 }
 
@@ -250,7 +258,7 @@ impl Backoff {
     const FIRST: Duration = Duration::from_millis(200);
     const CAP: Duration = Duration::from_secs(30);
 
-    fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let base = self.next;
         self.next = (self.next * 2).min(Self::CAP);
         // The sub-second clock is a good enough jitter source and needs no RNG dependency.
@@ -261,7 +269,7 @@ impl Backoff {
         base + Duration::from_millis(u64::from(nanos) % quarter.max(1))
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = Self::FIRST;
     }
 }

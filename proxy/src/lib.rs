@@ -7,7 +7,9 @@
 //! A request goes listener → [`router::route`] (pure: host, path, query, method and a [`router::View`]
 //! in, [`router::Decision`] out) → [`respond::respond`] (decision → response). A followed link is
 //! handed to [`clicks`] (a non-blocking channel push) on the way out. A second, admin listener
-//! serves `/healthz`, `/readyz` and `/metrics`.
+//! serves `/healthz`, `/readyz` and `/metrics`. An optional HTTPS listener ([`tls`]) serves the
+//! same redirects with certificates from the control plane and from files; [`well_known`] answers
+//! ACME and verification tokens (and sends hosts that ask for it to HTTPS) before any routing.
 //!
 //! The binary is a thin wrapper around [`run`]; the control plane's `sling up` and the tests call
 //! [`run`] or [`run_with_listeners`] directly (tests bind port 0 and read the `listening …` lines).
@@ -40,8 +42,10 @@ pub mod password;
 pub mod respond;
 pub mod router;
 pub mod snapshot;
+pub mod tls;
+pub mod well_known;
 
-pub use config::{Args, ClicksConfig, Config, ControlPlane, LogFormat, init_tracing};
+pub use config::{Args, ClicksConfig, Config, ControlPlane, LogFormat, TlsConfig, init_tracing};
 
 use metrics::Metrics;
 use overlay::Overlay;
@@ -85,16 +89,42 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 /// Serves on already-bound listeners (port 0 in tests; sockets the embedding program bound) until
 /// `shutdown` completes, then stops accepting, drains open connections for at most
 /// `config.drain_timeout`, and flushes recorded clicks (delivered or spooled) before returning.
+/// The HTTPS listener, if `config.tls.listen` is set, is bound here.
 ///
 /// Once the newest good snapshot in `config.snapshot_dir` is loaded, prints exactly one line per
-/// listener to stdout: `listening proxy=http://ADDR` and `listening admin=http://ADDR`.
+/// listener to stdout: `listening proxy=http://ADDR`, `listening admin=http://ADDR` and, with
+/// HTTPS, `listening tls=https://ADDR`.
 pub async fn run_with_listeners(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let tls = match config.tls.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the TLS listener on {addr}"))?,
+        ),
+        None => None,
+    };
+    run_with_tls_listener(config, listeners, tls, shutdown).await
+}
+
+/// [`run_with_listeners`] with the HTTPS listener bound by the caller (`config.tls.listen` is
+/// then ignored; `None` serves no HTTPS).
+pub async fn run_with_tls_listener(
+    config: Config,
+    listeners: Listeners,
+    tls_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let proxy_addr = listeners.proxy.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
+    let tls_addr = tls_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let tls_edge = tls::TlsEdge::new(&config.tls, &config.default_domain)?;
 
     let dir = config.snapshot_dir.clone();
     let initial = tokio::task::spawn_blocking(move || snapshot::load_newest(&dir))
@@ -119,21 +149,51 @@ pub async fn run_with_listeners(
         tracing::info!("click tracking is off");
         (None, None)
     };
-    let state = Arc::new(State::new(&config, initial, metrics, clicks));
+    let state = Arc::new(State::new(&config, initial, metrics, clicks, tls_edge));
 
-    print_listening("proxy", proxy_addr);
-    print_listening("admin", admin_addr);
-    tracing::info!(%proxy_addr, %admin_addr, snapshot_seq = state.snapshots.seq(), "sling-proxy serving");
+    // The last TLS state this proxy saw, so HTTPS works before (or without) the control plane.
+    let dir = config.snapshot_dir.clone();
+    let cached_tls = tokio::task::spawn_blocking(move || tls::follower::load_cache(&dir))
+        .await
+        .context("TLS cache loading task")?;
+    match &cached_tls {
+        Some(cached) => tls::follower::install(&state, cached.clone()).await,
+        None => state
+            .tls
+            .install(state.tls.build(&Default::default()), &state.metrics),
+    }
+    let acceptor = match tls_addr {
+        Some(_) => Some(tokio_rustls::TlsAcceptor::from(state.tls.server_config()?)),
+        None => None,
+    };
 
-    let feed = match config.control.clone() {
-        Some(control) => Some(tokio::spawn(feed::follow(
-            control,
-            config.feed_wait,
-            state.clone(),
-        ))),
+    print_listening("proxy", "http", proxy_addr);
+    print_listening("admin", "http", admin_addr);
+    if let Some(addr) = tls_addr {
+        print_listening("tls", "https", addr);
+    }
+    tracing::info!(%proxy_addr, %admin_addr, ?tls_addr, snapshot_seq = state.snapshots.seq(), "sling-proxy serving");
+
+    let (feed, tls_follower) = match config.control.clone() {
+        Some(control) => {
+            let client = feed::control_client().context("building the control-plane client")?;
+            let tls_follower = tokio::spawn(tls::follower::follow(
+                client.clone(),
+                control.clone(),
+                state.clone(),
+                cached_tls,
+            ));
+            let feed = tokio::spawn(feed::follow(
+                client,
+                control,
+                config.feed_wait,
+                state.clone(),
+            ));
+            (Some(feed), Some(tls_follower))
+        }
         None => {
             tracing::info!("no control plane configured: serving the local snapshot only");
-            None
+            (None, None)
         }
     };
 
@@ -143,9 +203,11 @@ pub async fn run_with_listeners(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
+    // HTTPS connections are served from their own task once the handshake is done.
+    let shared_builder = Arc::new(builder.clone());
     let graceful = GracefulShutdown::new();
 
-    // Every input of the server loop in one place: two listeners and the shutdown signal.
+    // Every input of the server loop in one place: the listeners and the shutdown signal.
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -158,6 +220,11 @@ pub async fn run_with_listeners(
                     async move { handle_proxy(req, peer, &state, false).await }
                 });
             }
+            accepted = accept_tls(tls_listener.as_ref()) => {
+                if let Some(acceptor) = &acceptor {
+                    serve_tls(&shared_builder, &graceful, accepted, acceptor.clone(), state.clone());
+                }
+            }
             accepted = listeners.admin.accept() => {
                 let state = state.clone();
                 serve(&builder, &graceful, accepted, move |req, _| {
@@ -169,8 +236,9 @@ pub async fn run_with_listeners(
 
     // Stop accepting first, then let in-flight requests finish.
     drop(listeners);
-    if let Some(feed) = feed {
-        feed.abort();
+    drop(tls_listener);
+    for task in [feed, tls_follower].into_iter().flatten() {
+        task.abort();
     }
     let open = graceful.count();
     tracing::info!(open_connections = open, "draining connections");
@@ -243,6 +311,8 @@ pub(crate) struct State {
     /// Parsed user agents for device targeting (agents repeat heavily; parsing one costs
     /// microseconds). Cleared when it reaches [`clicks::enrich::UA_CACHE_MAX`] entries.
     devices: dashmap::DashMap<Box<str>, router::Device>,
+    /// Certificates, HTTPS redirects and well-known answers.
+    pub(crate) tls: tls::TlsEdge,
     /// Set once a snapshot is loaded or the feed has synced; never cleared (a proxy that was ready
     /// keeps serving what it has).
     ready: AtomicBool,
@@ -254,6 +324,7 @@ impl State {
         initial: Option<LoadedSnapshot>,
         metrics: Metrics,
         clicks: Option<clicks::ClickSink>,
+        tls: tls::TlsEdge,
     ) -> Self {
         let ready = initial.is_some();
         if let Some(s) = &initial {
@@ -283,6 +354,7 @@ impl State {
             snapshot_dir: config.snapshot_dir.clone(),
             clicks,
             default_host: config.default_domain.clone(),
+            tls,
             ready: AtomicBool::new(ready),
         }
     }
@@ -307,12 +379,57 @@ impl State {
     }
 }
 
-fn print_listening(name: &str, addr: SocketAddr) {
+fn print_listening(name: &str, scheme: &str, addr: SocketAddr) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     // Tests and supervisors parse this line; stdout carries nothing else.
-    let _ = writeln!(out, "listening {name}=http://{addr}");
+    let _ = writeln!(out, "listening {name}={scheme}://{addr}");
     let _ = out.flush();
+}
+
+/// The HTTPS listener's next connection; never completes without one.
+async fn accept_tls(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Spawns one HTTPS connection: the handshake (bounded by [`tls::handshake::HANDSHAKE_TIMEOUT`])
+/// runs in the connection's own task, so a slow client never holds up the accept loop.
+fn serve_tls(
+    builder: &Arc<Builder<TokioExecutor>>,
+    graceful: &GracefulShutdown,
+    accepted: std::io::Result<(TcpStream, SocketAddr)>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<State>,
+) {
+    let (stream, peer) = match accepted {
+        Ok(accepted) => accepted,
+        Err(error) => {
+            tracing::warn!(%error, "TLS accept failed");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let builder = builder.clone();
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        let Some(stream) = tls::handshake::accept(&acceptor, stream, peer, &state.metrics).await
+        else {
+            return;
+        };
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle_proxy(req, peer, &state, true).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        if let Err(error) = watcher.watch(conn).await {
+            tracing::debug!(%error, "TLS connection ended with an error");
+        }
+    });
 }
 
 /// Spawns one connection. Accept errors (e.g. out of file descriptors) are logged and the
@@ -360,6 +477,19 @@ async fn handle_proxy(
     tls: bool,
 ) -> Response<Body> {
     let started = Instant::now();
+    let early = well_known::Early {
+        host: request_host(&req),
+        path: req.uri().path(),
+        path_and_query: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+        method: req.method(),
+        tls,
+    };
+    if let Some(resp) = well_known::answer(&state.tls, early) {
+        state
+            .metrics
+            .record_request(resp.status(), started.elapsed());
+        return resp;
+    }
     let lang = respond::negotiate(
         req.headers()
             .get(ACCEPT_LANGUAGE)
@@ -381,6 +511,14 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// HTTP/2 carries the host in `:authority` (the URI); HTTP/1.1 in `Host`.
+fn request_host(req: &Request<Incoming>) -> &str {
+    req.uri()
+        .host()
+        .or_else(|| req.headers().get(HOST).and_then(|v| v.to_str().ok()))
+        .unwrap_or("")
+}
+
 /// Routes and answers, or hands back the link a password was posted to.
 fn decide_proxy(
     req: &Request<Incoming>,
@@ -388,12 +526,7 @@ fn decide_proxy(
     state: &State,
     lang: respond::Lang,
 ) -> Result<Response<Body>, router::Locked<'static>> {
-    // HTTP/2 carries the host in `:authority` (the URI); HTTP/1.1 in `Host`.
-    let host = req
-        .uri()
-        .host()
-        .or_else(|| req.headers().get(HOST).and_then(|v| v.to_str().ok()))
-        .unwrap_or("");
+    let host = request_host(req);
     let now_ms = now_ms();
     let headers = req.headers();
     let unlocked = |id: &str, hash: &str| state.access.is_unlocked(headers, id, hash, now_ms);

@@ -19,6 +19,87 @@ use crate::snapshot::LoadedSnapshot;
 type Labels = [(&'static str, &'static str); 1];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// How a TLS handshake ended (the `result` label of `sling_proxy_tls_handshakes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    Ok = 0,
+    /// The client named a host the proxy has no certificate for.
+    UnknownName,
+    /// Any other failure: not TLS, no shared protocol or cipher, the peer hung up.
+    Failed,
+    /// The client did not finish within the handshake timeout.
+    Timeout,
+}
+
+impl Handshake {
+    const ALL: [Handshake; 4] = [
+        Handshake::Ok,
+        Handshake::UnknownName,
+        Handshake::Failed,
+        Handshake::Timeout,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Handshake::Ok => "ok",
+            Handshake::UnknownName => "unknown_name",
+            Handshake::Failed => "failed",
+            Handshake::Timeout => "timeout",
+        }
+    }
+}
+
+/// The TLS listener's and the TLS state follower's metrics.
+#[derive(Debug)]
+struct TlsMetrics {
+    /// Indexed like [`Handshake::ALL`].
+    handshakes: [Counter; 4],
+    certificates: Gauge,
+    rejected_certificates: Gauge,
+    state_seq: Gauge,
+    state_errors: Counter,
+}
+
+impl TlsMetrics {
+    fn new(r: &mut Registry) -> Self {
+        let family = Family::<Labels, Counter>::default();
+        r.register(
+            "tls_handshakes",
+            "TLS handshakes on the HTTPS listener by result",
+            family.clone(),
+        );
+        let m = Self {
+            handshakes: Handshake::ALL
+                .map(|h| family.get_or_create(&[("result", h.label())]).clone()),
+            certificates: Gauge::default(),
+            rejected_certificates: Gauge::default(),
+            state_seq: Gauge::default(),
+            state_errors: Counter::default(),
+        };
+        r.register(
+            "tls_certificates",
+            "Certificates the SNI resolver serves (TLS state and certificate files)",
+            m.certificates.clone(),
+        );
+        r.register(
+            "tls_rejected_certificates",
+            "Certificates of the TLS state skipped because the chain or key does not parse or match",
+            m.rejected_certificates.clone(),
+        );
+        r.register(
+            "tls_state_seq",
+            "Feed sequence of the installed TLS state (0: none)",
+            m.state_seq.clone(),
+        );
+        r.register(
+            "tls_state_errors",
+            "Failed TLS state fetches",
+            m.state_errors.clone(),
+        );
+        m
+    }
+}
+
 /// The click pipeline's metrics; cloned into the shipper threads (each handle shares its value).
 #[derive(Clone, Debug)]
 pub struct ClickMetrics {
@@ -130,6 +211,7 @@ pub struct Metrics {
     feed_lag: Gauge,
     feed_errors: Counter,
     feed_last_success: Gauge<f64, AtomicU64>,
+    tls: TlsMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -163,7 +245,9 @@ impl Metrics {
             latency.clone(),
         );
 
+        let tls = TlsMetrics::new(&mut registry);
         let mut m = Self {
+            tls,
             registry,
             clicks: ClickMetrics::new(),
             requests,
@@ -253,6 +337,27 @@ impl Metrics {
         self.feed_errors.inc();
     }
 
+    pub fn tls_handshake(&self, result: Handshake) {
+        if let Some(counter) = self.tls.handshakes.get(result as usize) {
+            counter.inc();
+        }
+    }
+
+    /// A TLS state (or the certificate files alone) was installed.
+    pub fn tls_installed(&self, seq: u64, certificates: usize, rejected: usize) {
+        self.tls.state_seq.set(saturating_i64(seq));
+        self.tls
+            .certificates
+            .set(i64::try_from(certificates).unwrap_or(i64::MAX));
+        self.tls
+            .rejected_certificates
+            .set(i64::try_from(rejected).unwrap_or(i64::MAX));
+    }
+
+    pub fn tls_state_error(&self) {
+        self.tls.state_errors.inc();
+    }
+
     /// The text exposition, with state gauges refreshed first.
     pub fn render(&self, overlay_entries: usize) -> String {
         self.overlay_entries
@@ -293,6 +398,8 @@ mod tests {
         m.feed_error();
         m.clicks.queued.inc();
         m.clicks.spool_bytes.set(42);
+        m.tls_handshake(Handshake::UnknownName);
+        m.tls_installed(7, 2, 1);
         let text = m.render(3);
         for needle in [
             "sling_proxy_requests_total{class=\"3xx\"} 1",
@@ -310,6 +417,12 @@ mod tests {
             "sling_proxy_click_spool_files 0",
             "sling_proxy_click_spool_bytes 42",
             "sling_proxy_click_batch_duration_seconds_count 0",
+            "sling_proxy_tls_handshakes_total{result=\"unknown_name\"} 1",
+            "sling_proxy_tls_handshakes_total{result=\"ok\"} 0",
+            "sling_proxy_tls_certificates 2",
+            "sling_proxy_tls_rejected_certificates 1",
+            "sling_proxy_tls_state_seq 7",
+            "sling_proxy_tls_state_errors_total 0",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }

@@ -784,20 +784,40 @@ pub struct Proxy {
     pub url: String,
     /// `http://127.0.0.1:PORT`, /healthz, /readyz, /metrics.
     pub admin_url: String,
+    /// `https://127.0.0.1:PORT` when started with `--tls-listen`.
+    pub tls_url: Option<String>,
     pub snapshot_dir: PathBuf,
     pub process: Process,
     log_dir: PathBuf,
     client: reqwest::Client,
+    /// Flags beyond the standard ones, given again on a restart.
+    extra_args: Vec<String>,
 }
 
 impl Proxy {
     /// Starts a proxy on `snapshot_dir`, following `control_url` if given (else serving only
     /// the local snapshot).
     pub async fn start(env: &TestEnv, snapshot_dir: &Path, control_url: Option<&str>) -> Proxy {
-        Self::spawn(env.root(), snapshot_dir, control_url).await
+        Self::spawn(env.root(), snapshot_dir, control_url, &[]).await
     }
 
-    async fn spawn(log_dir: &Path, snapshot_dir: &Path, control_url: Option<&str>) -> Proxy {
+    /// [`Proxy::start`] with more flags (e.g. `--tls-listen 127.0.0.1:0 --tls-cert …`); with
+    /// `--tls-listen` it also waits for the `listening tls=…` line.
+    pub async fn start_with_args(
+        env: &TestEnv,
+        snapshot_dir: &Path,
+        control_url: Option<&str>,
+        extra_args: &[String],
+    ) -> Proxy {
+        Self::spawn(env.root(), snapshot_dir, control_url, extra_args).await
+    }
+
+    async fn spawn(
+        log_dir: &Path,
+        snapshot_dir: &Path,
+        control_url: Option<&str>,
+        extra_args: &[String],
+    ) -> Proxy {
         let mut args: Vec<String> = vec![
             "--listen".into(),
             "127.0.0.1:0".into(),
@@ -813,21 +833,30 @@ impl Proxy {
         if let Some(url) = control_url {
             args.extend(["--control-url".into(), url.to_owned()]);
         }
+        args.extend(extra_args.iter().cloned());
+        let tls = extra_args.iter().any(|a| a == "--tls-listen");
+        let listeners: &[&str] = if tls {
+            &["proxy", "admin", "tls"]
+        } else {
+            &["proxy", "admin"]
+        };
         let (process, urls) = Process::spawn(
             "sling-proxy",
             &binary("sling-proxy"),
             &args,
             log_dir,
-            &["proxy", "admin"],
+            listeners,
         )
         .await;
         Proxy {
             url: urls["proxy"].clone(),
             admin_url: urls["admin"].clone(),
+            tls_url: urls.get("tls").cloned(),
             snapshot_dir: snapshot_dir.to_owned(),
             process,
             log_dir: log_dir.to_owned(),
             client: http_client(),
+            extra_args: extra_args.to_vec(),
         }
     }
 
@@ -845,7 +874,13 @@ impl Proxy {
 
     /// A new proxy on this (stopped) proxy's snapshot dir.
     pub async fn start_again(self, control_url: Option<&str>) -> Proxy {
-        Self::spawn(&self.log_dir, &self.snapshot_dir, control_url).await
+        Self::spawn(
+            &self.log_dir,
+            &self.snapshot_dir,
+            control_url,
+            &self.extra_args,
+        )
+        .await
     }
 
     /// `GET /{slug}` with `Host: localhost`.

@@ -66,6 +66,115 @@ pub struct ServeArgs {
     pub key_cache_ms: u64,
     #[command(flatten)]
     pub domains: DomainArgs,
+    /// Key that seals secrets at rest (certificate keys, the ACME account): 32 bytes, base64 or
+    /// hex. Default: generated once and kept in `<data-dir>/secret-key`. Every replica needs
+    /// the same key.
+    #[arg(long, env = "SLING_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    #[command(flatten)]
+    pub acme: AcmeArgs,
+}
+
+/// Certificates for custom domains over ACME (off without `--acme-directory`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AcmeArgs {
+    /// ACME directory URL (e.g. Let's Encrypt's); turns on certificate issuance and renewal.
+    #[arg(long = "acme-directory", env = "SLING_ACME_DIRECTORY")]
+    pub directory: Option<String>,
+    /// Contact for the ACME account (`mailto:…`); repeat or separate with commas.
+    #[arg(
+        long = "acme-contact",
+        env = "SLING_ACME_CONTACT",
+        value_delimiter = ','
+    )]
+    pub contact: Vec<String>,
+    /// Trust only this CA certificate (PEM) for the CA's HTTPS endpoint (a test CA).
+    #[arg(long = "acme-ca-cert", env = "SLING_ACME_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// How often the worker looks for due orders (milliseconds).
+    #[arg(
+        long = "acme-poll-ms",
+        env = "SLING_ACME_POLL_MS",
+        default_value_t = 5000
+    )]
+    pub poll_ms: u64,
+    /// Renew after this fraction of a certificate's lifetime (`0.66` or `2/3`).
+    #[arg(
+        long = "acme-renew-fraction",
+        env = "SLING_ACME_RENEW_FRACTION",
+        default_value = "2/3"
+    )]
+    pub renew_fraction: String,
+    /// Give an order up after this many failed validations (outages never count).
+    #[arg(
+        long = "acme-max-attempts",
+        env = "SLING_ACME_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub max_attempts: u32,
+    /// First retry delay of a failed order (milliseconds), doubled per attempt.
+    #[arg(
+        long = "acme-retry-ms",
+        env = "SLING_ACME_RETRY_MS",
+        default_value_t = 60_000
+    )]
+    pub retry_ms: u64,
+    /// Longest retry delay (milliseconds).
+    #[arg(
+        long = "acme-retry-max-ms",
+        env = "SLING_ACME_RETRY_MAX_MS",
+        default_value_t = 21_600_000
+    )]
+    pub retry_max_ms: u64,
+}
+
+impl AcmeArgs {
+    pub fn validate(self) -> anyhow::Result<Option<crate::acme::AcmeConfig>> {
+        let Some(directory) = self.directory.filter(|d| !d.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let u = url::Url::parse(&directory)
+            .with_context(|| format!("--acme-directory {directory:?}"))?;
+        anyhow::ensure!(
+            u.scheme() == "https",
+            "--acme-directory must be an https:// URL"
+        );
+        for c in &self.contact {
+            anyhow::ensure!(
+                c.starts_with("mailto:"),
+                "--acme-contact {c:?} must be a mailto: URL"
+            );
+        }
+        if let Some(p) = &self.ca_cert {
+            anyhow::ensure!(p.is_file(), "--acme-ca-cert {} is not a file", p.display());
+        }
+        let fraction = parse_fraction(&self.renew_fraction)
+            .with_context(|| format!("--acme-renew-fraction {:?}", self.renew_fraction))?;
+        let mut cfg = crate::acme::AcmeConfig::new(directory);
+        cfg.contact = self.contact;
+        cfg.ca_cert = self.ca_cert;
+        cfg.poll = Duration::from_millis(self.poll_ms.max(10));
+        cfg.renew_fraction = fraction;
+        cfg.max_failures = self.max_attempts.max(1);
+        cfg.retry_base = Duration::from_millis(self.retry_ms.max(10));
+        cfg.retry_max = Duration::from_millis(self.retry_max_ms.max(self.retry_ms));
+        Ok(Some(cfg))
+    }
+}
+
+/// `0.66`, `66%` or `2/3` → a fraction strictly between 0 and 1.
+fn parse_fraction(text: &str) -> anyhow::Result<f64> {
+    let text = text.trim();
+    let value = if let Some((a, b)) = text.split_once('/') {
+        let (a, b): (f64, f64) = (a.trim().parse()?, b.trim().parse()?);
+        a / b
+    } else if let Some(p) = text.strip_suffix('%') {
+        p.trim().parse::<f64>()? / 100.0
+    } else {
+        text.parse()?
+    };
+    anyhow::ensure!(value > 0.0 && value < 1.0, "must be between 0 and 1");
+    Ok(value)
 }
 
 /// Validated configuration of the control plane.
@@ -100,6 +209,10 @@ pub struct Config {
     pub verify: crate::verify::VerifyConfig,
     /// What teams may add as custom domains, and the records they are told to publish.
     pub domains: DomainPolicy,
+    /// Seals secrets at rest (`--secret-key` or `<data-dir>/secret-key`).
+    pub sealer: crate::seal::Sealer,
+    /// The ACME worker's configuration; `None` without `--acme-directory`.
+    pub acme: Option<crate::acme::AcmeConfig>,
 }
 
 impl ServeArgs {
@@ -132,10 +245,17 @@ impl ServeArgs {
             self.anonymous_per_minute > 0,
             "--anonymous-per-minute must be at least 1"
         );
+        let sealer = match self.secret_key.as_deref().filter(|k| !k.trim().is_empty()) {
+            Some(k) => crate::seal::Sealer::from_config(k).context("--secret-key")?,
+            None => crate::seal::Sealer::load_or_create(&self.data_dir.join("secret-key"))?,
+        };
+        let acme = self.acme.validate()?;
         let (verify, domains) = self.domains.validate()?;
         Ok(Config {
             verify,
             domains,
+            sealer,
+            acme,
             plans: std::sync::Arc::new(plans),
             redis_url: self.redis_url.filter(|u| !u.trim().is_empty()),
             redis_key_prefix: self.redis_key_prefix,
@@ -188,6 +308,8 @@ impl Config {
                 ..Default::default()
             },
             domains: DomainPolicy::default(),
+            sealer: crate::seal::Sealer::new([0x5a; 32]),
+            acme: None,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The internal fleet endpoints proxies use: the long-poll change feed and the latest snapshot
-//! file. They require the fleet token and never accept a customer API key.
+//! The internal fleet endpoints proxies use: the long-poll change feed, the latest snapshot
+//! file and the TLS state (certificates with their opened keys, well-known answers). They
+//! require the fleet token and never accept a customer API key.
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(FEED_PATH, get(feed))
         .route(SNAPSHOT_PATH, get(snapshot))
+        .route(sling_shared::tls::TLS_STATE_PATH, get(tls_state))
         .route(
             sling_shared::clicks::CLICKS_PATH,
             post(crate::ingest::handler),
@@ -168,4 +170,45 @@ async fn snapshot(
     );
     headers.insert(SNAPSHOT_SEQ_HEADER, HeaderValue::from(seq));
     res
+}
+
+/// `GET /internal/v1/tls`: every live certificate (key opened) and well-known answer. The feed
+/// head is read first, so a change committed while the state is read carries a higher sequence
+/// and makes the proxy fetch again.
+async fn tls_state(_: FleetAuth, State(state): State<AppState>) -> Response {
+    match read_tls_state(&state).await {
+        Ok(tls) => axum::Json(tls).into_response(),
+        Err(e) => unavailable("TLS state: database unavailable", &e),
+    }
+}
+
+pub async fn read_tls_state(state: &AppState) -> sqlx::Result<sling_shared::tls::TlsState> {
+    let seq = changes::head(&state.db).await?;
+    let now = crate::db::now_ms();
+    let rows = crate::db::certs::list_live(&state.db.pool, now).await?;
+    let well_known = crate::db::well_known::list_live(&state.db.pool, now).await?;
+    let mut certs = Vec::with_capacity(rows.len());
+    for (cert, https_redirect) in rows {
+        // One unreadable key (a wrong --secret-key on this replica, a damaged row) must not
+        // take every other domain's certificate down with it.
+        let key_pem = match state.config.sealer.open_string(&cert.key_sealed) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(host = %cert.host, error = %e, "certificate key does not open; not served");
+                continue;
+            }
+        };
+        certs.push(sling_shared::tls::CertEntry {
+            host: cert.host,
+            chain_pem: cert.chain_pem,
+            key_pem,
+            not_after: cert.not_after.div_euclid(1000),
+            https_redirect,
+        });
+    }
+    Ok(sling_shared::tls::TlsState {
+        seq,
+        certs,
+        well_known,
+    })
 }

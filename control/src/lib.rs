@@ -2,6 +2,7 @@
 //! that proxies follow. [`app`] builds the whole HTTP surface from an [`AppState`]; [`serve`] runs
 //! it with the background publisher until shutdown.
 
+pub mod acme;
 pub mod api;
 pub mod api_logs;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod ops;
 pub mod plans;
 pub mod publish;
 pub mod ratelimit;
+pub mod seal;
 pub mod secrets;
 pub mod state;
 pub mod validate;
@@ -78,6 +80,8 @@ pub async fn run(
         state.clone(),
         state.shutdown.subscribe(),
     ));
+    // Returns at once without --acme-directory.
+    let acme_worker = tokio::spawn(acme::run(state.clone(), state.shutdown.subscribe()));
     let stop = state.shutdown.clone();
     // ConnectInfo gives unauthenticated callers their per-IP rate-limit budget.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -91,5 +95,6 @@ pub async fn run(
     publisher.await.context("publisher task")?;
     pruner.await.context("click pruning task")?;
     upkeep.await.context("API log upkeep task")?;
+    acme_worker.await.context("ACME worker task")?;
     Ok(())
 }

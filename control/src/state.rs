@@ -28,6 +28,9 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// Recently verified API keys (see `key_cache`).
     pub key_cache: Arc<crate::key_cache::KeyCache>,
+    /// Wakes the ACME worker when an order becomes due now (a verified domain, a forced
+    /// renewal); without a wake it finds the order at its next poll.
+    pub acme_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             snapshot_seq: Arc::new(watch::channel(0).0),
             metrics: Arc::new(Metrics::new()),
             shutdown: Arc::new(watch::channel(false).0),
+            acme_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

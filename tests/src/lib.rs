@@ -654,10 +654,12 @@ pub async fn run_to_completion(program: &Path, args: &[String]) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Knobs of `sling serve` the scenarios turn.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ControlOptions {
     pub snapshot_interval_ms: u64,
     pub snapshot_after_changes: u64,
+    /// More flags, appended as given (e.g. `--acme-directory …`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ControlOptions {
@@ -666,6 +668,7 @@ impl Default for ControlOptions {
         ControlOptions {
             snapshot_interval_ms: 60_000,
             snapshot_after_changes: 100_000,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -704,6 +707,7 @@ impl ControlPlane {
         if let Some(url) = &env.database_url {
             args.extend(["--database-url".into(), url.clone()]);
         }
+        args.extend(opts.extra_args);
         let (process, urls) =
             Process::spawn("sling-serve", &binary("sling"), &args, env.root(), &["api"]).await;
         let admin_key = wait_for_admin_key(data_dir).await;

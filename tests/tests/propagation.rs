@@ -31,6 +31,7 @@ async fn create_to_first_redirect(backend: Backend) {
         .start_control(ControlOptions {
             snapshot_interval_ms: 1_000,
             snapshot_after_changes: 250,
+            extra_args: Vec::new(),
         })
         .await;
     let proxy = env.start_proxy(Some(&control)).await;

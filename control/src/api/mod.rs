@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod api_logs;
+pub mod certificates;
 pub mod docs;
 pub mod domains;
 pub mod extract;
@@ -95,6 +96,8 @@ pub enum Op {
     ListDomains,
     GetDomain,
     UpdateDomain,
+    GetCertificate,
+    RenewCertificate,
 }
 
 impl Op {
@@ -127,6 +130,8 @@ impl Op {
             Op::ListDomains => on(m(Method::Get), domains::list),
             Op::GetDomain => on(m(Method::Get), domains::get),
             Op::UpdateDomain => on(m(Method::Patch), domains::update),
+            Op::GetCertificate => on(m(Method::Get), certificates::get),
+            Op::RenewCertificate => on(m(Method::Post), certificates::renew),
         }
     }
 }
@@ -346,6 +351,21 @@ pub const ROUTES: &[Route] = &[
         Op::UpdateDomain,
         Some("domains:write"),
         "Set a domain's root and not-found redirects (the default domain needs a `*` key)",
+    ),
+    // Certificates of custom domains (issue 8).
+    route(
+        Method::Get,
+        "/api/v1/domains/{id}/certificate",
+        Op::GetCertificate,
+        Some("domains:read"),
+        "A domain's certificate (issuer, serial, validity; never the key) and its ACME order",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/domains/{id}/certificate/renew",
+        Op::RenewCertificate,
+        Some("domains:write"),
+        "Order a new certificate now (joins an order already running)",
     ),
 ];
 

@@ -225,6 +225,7 @@ pub fn operation(op: Op) -> Value {
         | Op::GetUsage
         | Op::ListApiLogs => super::account::openapi_operation(op),
         Op::ListDomains | Op::GetDomain | Op::UpdateDomain => super::domains::openapi_operation(op),
+        Op::GetCertificate | Op::RenewCertificate => super::certificates::openapi_operation(op),
     }
 }
 

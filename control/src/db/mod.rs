@@ -8,7 +8,9 @@
 //! Postgres, [`changes::append`] takes a transaction-scoped advisory lock so feed sequence numbers
 //! become visible in commit order and a proxy reading the feed can never skip one.
 
+pub mod acme;
 pub mod api_logs;
+pub mod certs;
 pub mod changes;
 pub mod clicks;
 pub mod domains;

@@ -88,6 +88,7 @@ async fn changes_override_the_snapshot(backend: Backend) {
         .start_control(ControlOptions {
             snapshot_interval_ms: 200,
             snapshot_after_changes: 3,
+            extra_args: Vec::new(),
         })
         .await;
     let proxy = env.start_proxy(Some(&control)).await;
@@ -140,6 +141,7 @@ async fn an_idle_proxy_fetches_each_new_snapshot(backend: Backend) {
         .start_control(ControlOptions {
             snapshot_interval_ms: 500,
             snapshot_after_changes: 100_000,
+            extra_args: Vec::new(),
         })
         .await;
     let proxy = env.start_proxy(Some(&control)).await;

@@ -19,6 +19,7 @@ sling_e2e::on_both_backends!(
 const EAGER_SNAPSHOTS: ControlOptions = ControlOptions {
     snapshot_interval_ms: 200,
     snapshot_after_changes: 10,
+    extra_args: Vec::new(),
 };
 
 /// 50 links, a snapshot holding them fetched by the proxy; then the control plane dies

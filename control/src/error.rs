@@ -69,9 +69,15 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("this API key lacks the scope {scope}")]
     Forbidden { scope: String },
+    /// FORBIDDEN for an action no key may take (deleting the default domain).
+    #[error("{0}")]
+    NotPermitted(String),
     #[error("{0}")]
     DomainNotAllowed(String),
-    #[error("domain {0} is not verified yet")]
+    #[error(
+        "domain {0} is not verified yet: publish its records (GET /api/v1/domains) and call \
+         POST /api/v1/domains/{{id}}/verify"
+    )]
     DomainNotVerified(String),
     #[error("{message}")]
     LimitReached {
@@ -85,6 +91,9 @@ pub enum ApiError {
     /// A unique `(team, externalId)` pair is already used; documented in the OpenAPI document.
     #[error("another link of this team already has this externalId")]
     ExternalIdExists,
+    /// A host is already a domain (any team's, or sling's own); documented in OpenAPI.
+    #[error("{0}")]
+    DomainExists(String),
     #[error("request body is too large")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -138,12 +147,15 @@ impl ApiError {
             | Self::SlugReserved { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. }
+            | Self::NotPermitted(_)
             | Self::DomainNotAllowed(_)
             | Self::DomainNotVerified(_)
             | Self::LimitReached { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::SlugExists | Self::ExternalIdExists => StatusCode::CONFLICT,
+            Self::SlugExists | Self::ExternalIdExists | Self::DomainExists(_) => {
+                StatusCode::CONFLICT
+            }
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -159,7 +171,7 @@ impl ApiError {
             Self::SlugInvalid { .. } => "SLUG_INVALID",
             Self::SlugReserved { .. } => "SLUG_RESERVED",
             Self::Unauthorized(_) => "UNAUTHORIZED",
-            Self::Forbidden { .. } => "FORBIDDEN",
+            Self::Forbidden { .. } | Self::NotPermitted(_) => "FORBIDDEN",
             Self::DomainNotAllowed(_) => "DOMAIN_NOT_ALLOWED",
             Self::DomainNotVerified(_) => "DOMAIN_NOT_VERIFIED",
             Self::LimitReached { .. } => "LIMIT_REACHED",
@@ -167,6 +179,7 @@ impl ApiError {
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::SlugExists => "SLUG_EXISTS",
             Self::ExternalIdExists => "EXTERNAL_ID_EXISTS",
+            Self::DomainExists(_) => "DOMAIN_EXISTS",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Self::RateLimited { .. } => "RATE_LIMITED",
@@ -194,6 +207,7 @@ impl ApiError {
             }
             Self::SlugExists => details.push(Detail::at(&["slug"], "already taken")),
             Self::ExternalIdExists => details.push(Detail::at(&["externalId"], "already used")),
+            Self::DomainExists(_) => details.push(Detail::at(&["host"], "already a domain")),
             _ => {}
         }
         let quota = match self {
@@ -270,6 +284,10 @@ impl From<sqlx::Error> for ApiError {
                     Self::ExternalIdExists
                 } else if what.contains("slug") {
                     Self::SlugExists
+                } else if what.contains("host") {
+                    // Two teams adding the same host at once: the loser sees what a later
+                    // attempt would.
+                    Self::DomainExists("this host is already a domain".into())
                 } else {
                     Self::Internal(e.into())
                 }

@@ -2,7 +2,6 @@
 //! that proxies follow. [`app`] builds the whole HTTP surface from an [`AppState`]; [`serve`] runs
 //! it with the background publisher until shutdown.
 
-pub mod acme;
 pub mod api;
 pub mod api_logs;
 pub mod auth;
@@ -19,7 +18,6 @@ pub mod ops;
 pub mod plans;
 pub mod publish;
 pub mod ratelimit;
-pub mod seal;
 pub mod secrets;
 pub mod state;
 pub mod validate;
@@ -65,6 +63,9 @@ pub async fn run(
             path.display()
         );
     }
+    db::domains::ensure_premium(&db, &config.domains.premium)
+        .await
+        .context("creating the premium domains")?;
     let state = AppState::new(db, config);
     let head = db::changes::head(&state.db)
         .await
@@ -80,8 +81,10 @@ pub async fn run(
         state.clone(),
         state.shutdown.subscribe(),
     ));
-    // Returns at once without --acme-directory.
-    let acme_worker = tokio::spawn(acme::run(state.clone(), state.shutdown.subscribe()));
+    let verifier = tokio::spawn(api::domains::recheck_loop(
+        state.clone(),
+        state.shutdown.subscribe(),
+    ));
     let stop = state.shutdown.clone();
     // ConnectInfo gives unauthenticated callers their per-IP rate-limit budget.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -95,6 +98,6 @@ pub async fn run(
     publisher.await.context("publisher task")?;
     pruner.await.context("click pruning task")?;
     upkeep.await.context("API log upkeep task")?;
-    acme_worker.await.context("ACME worker task")?;
+    verifier.await.context("domain verification task")?;
     Ok(())
 }

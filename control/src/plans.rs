@@ -11,6 +11,7 @@
 //! linksPerMonth = 50         # optional; omit for unlimited
 //! linksPerDay = 1000         # optional
 //! domains = ["default"]      # default | premium | custom
+//! customDomains = 5          # optional; omit for unlimited (with "custom" in domains)
 //! apiLogs = false
 //! apiLogRetentionDays = 30
 //! ```
@@ -63,6 +64,9 @@ pub struct Plan {
     pub links_per_day: Option<u64>,
     /// The domains links may be created on.
     pub domains: Vec<DomainKind>,
+    /// How many custom domains the team may add (with `custom` in `domains`).
+    #[serde(default)]
+    pub custom_domains: Option<u64>,
     /// Whether API calls are logged (`GET /api/v1/api-logs`).
     #[serde(default)]
     pub api_logs: bool,
@@ -144,6 +148,8 @@ impl Plans {
                 // like.do (001): the free domain for everyone; premium and custom need a paid plan.
                 domains: vec![Default],
                 // like.do (001): API call logs are for Pro and Lifetime users.
+                // Custom domains need a paid plan (like.do 001); none to count.
+                custom_domains: Some(0),
                 api_logs: false,
                 api_log_retention_days: 30,
             },
@@ -162,6 +168,8 @@ impl Plans {
                 // like.do (001): premium domains need Pro or Lifetime; custom domains by plan.
                 domains: vec![Default, Premium, Custom],
                 // like.do (001): logs for Pro; retention 30 days is sling's choice.
+                // sling's choice: the seeds give no per-plan figure.
+                custom_domains: Some(5),
                 api_logs: true,
                 api_log_retention_days: 30,
             },
@@ -177,6 +185,8 @@ impl Plans {
                 links_per_day: Some(10_000),
                 domains: vec![Default, Premium, Custom],
                 // sling's choice: logs kept 90 days.
+                // sling's choice.
+                custom_domains: Some(50),
                 api_logs: true,
                 api_log_retention_days: 90,
             },
@@ -194,6 +204,8 @@ impl Plans {
                 // like.do (001): premium domains for Pro or Lifetime.
                 domains: vec![Default, Premium, Custom],
                 // like.do (001): logs for Lifetime.
+                // sling's choice: as pro, which lifetime matches feature for feature.
+                custom_domains: Some(5),
                 api_logs: true,
                 api_log_retention_days: 30,
             },
@@ -206,6 +218,7 @@ impl Plans {
                 links_per_month: None,
                 links_per_day: None,
                 domains: vec![Default, Premium, Custom],
+                custom_domains: None,
                 api_logs: false,
                 api_log_retention_days: 30,
             },
@@ -277,6 +290,7 @@ static FALLBACK: std::sync::LazyLock<Plan> = std::sync::LazyLock::new(|| Plan {
     links_per_month: Some(0),
     links_per_day: Some(0),
     domains: vec![DomainKind::Default],
+    custom_domains: Some(0),
     api_logs: false,
     api_log_retention_days: 30,
 });

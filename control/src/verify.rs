@@ -28,6 +28,8 @@ pub const TXT_LABEL: &str = "_sling-challenge";
 pub const HTTP_PREFIX: &str = "/.well-known/sling-verify/";
 /// Largest body read from a well-known answer; tokens and key authorisations are far smaller.
 pub const MAX_BODY_BYTES: usize = 4096;
+/// Addresses of one host tried in turn when connections are refused.
+const MAX_ADDRESSES: usize = 4;
 
 /// Where names are resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,8 @@ pub enum VerifyError {
     PrivateAddress { host: String, addrs: String },
     #[error("connection refused by {0}")]
     ConnectionRefused(SocketAddr),
+    #[error("cannot connect to {0}")]
+    Connect(SocketAddr),
     #[error("no answer within {0} ms")]
     Timeout(u128),
     #[error("HTTP status {0}")]
@@ -91,14 +95,34 @@ pub enum VerifyError {
 }
 
 /// `GET http://<host>:<http_port><path>` and the body as text, after resolving `host` with the
-/// configured resolver and vetting the address. Any status but 200 is an error.
+/// configured resolver and vetting the addresses. Any status but 200 is an error. When a vetted
+/// address refuses the connection the next one is tried (IPv4 first), as a browser would.
 pub async fn fetch_well_known(
     cfg: &VerifyConfig,
     host: &str,
     path: &str,
 ) -> Result<String, VerifyError> {
-    let ip = resolve_vetted(cfg, host).await?;
-    let addr = SocketAddr::new(ip, cfg.http_port);
+    let mut last = None;
+    for ip in resolve_vetted(cfg, host).await? {
+        match fetch_from(cfg, host, path, SocketAddr::new(ip, cfg.http_port)).await {
+            Err(e @ (VerifyError::ConnectionRefused(_) | VerifyError::Connect(_))) => {
+                last = Some(e);
+            }
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| VerifyError::NoAddress {
+        host: host.to_owned(),
+    }))
+}
+
+/// One GET of `path` on `host`, connected to `addr` and nowhere else.
+async fn fetch_from(
+    cfg: &VerifyConfig,
+    host: &str,
+    path: &str,
+    addr: SocketAddr,
+) -> Result<String, VerifyError> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -203,9 +227,9 @@ pub async fn check_ownership(
     Err(format!("{dns}; HTTP token: {http}"))
 }
 
-/// Resolves `host` and returns the first address the SSRF guard lets through.
-async fn resolve_vetted(cfg: &VerifyConfig, host: &str) -> Result<IpAddr, VerifyError> {
-    let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
+/// Resolves `host` and returns the addresses the SSRF guard lets through, IPv4 first.
+async fn resolve_vetted(cfg: &VerifyConfig, host: &str) -> Result<Vec<IpAddr>, VerifyError> {
+    let mut addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => {
             let resolver = resolver(cfg)?;
@@ -226,18 +250,25 @@ async fn resolve_vetted(cfg: &VerifyConfig, host: &str) -> Result<IpAddr, Verify
             host: host.to_owned(),
         });
     }
-    addrs
+    addrs.sort_by_key(|ip| ip.is_ipv6());
+    addrs.dedup();
+    let vetted: Vec<IpAddr> = addrs
         .iter()
         .copied()
-        .find(|ip| cfg.allow_private || is_public(*ip))
-        .ok_or_else(|| VerifyError::PrivateAddress {
+        .filter(|ip| cfg.allow_private || is_public(*ip))
+        .take(MAX_ADDRESSES)
+        .collect();
+    if vetted.is_empty() {
+        return Err(VerifyError::PrivateAddress {
             host: host.to_owned(),
             addrs: addrs
                 .iter()
                 .map(IpAddr::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
-        })
+        });
+    }
+    Ok(vetted)
 }
 
 /// A resolver for one check (no cache shared between checks).
@@ -330,7 +361,7 @@ fn http_error(e: reqwest::Error, addr: SocketAddr, timeout: Duration) -> VerifyE
         return VerifyError::ConnectionRefused(addr);
     }
     if e.is_connect() {
-        return VerifyError::Http(format!("cannot connect to {addr}"));
+        return VerifyError::Connect(addr);
     }
     VerifyError::Http(format!("request to {addr} failed"))
 }

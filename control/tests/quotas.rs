@@ -24,6 +24,7 @@ fn plan(name: &str, per_day: Option<u64>, per_month: Option<u64>) -> Plan {
         links_per_month: per_month,
         links_per_day: per_day,
         domains: vec![DomainKind::Default],
+        custom_domains: None,
         api_logs: false,
         api_log_retention_days: 30,
     }

@@ -26,6 +26,7 @@ fn plan(name: &str, read: u32, write: u32, hourly: Option<u32>) -> Plan {
         links_per_month: None,
         links_per_day: None,
         domains: vec![DomainKind::Default],
+        custom_domains: None,
         api_logs: false,
         api_log_retention_days: 30,
     }

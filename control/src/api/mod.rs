@@ -11,7 +11,6 @@
 
 pub mod account;
 pub mod api_logs;
-pub mod certificates;
 pub mod docs;
 pub mod domains;
 pub mod extract;
@@ -94,10 +93,11 @@ pub enum Op {
     GetUsage,
     ListApiLogs,
     ListDomains,
+    CreateDomain,
     GetDomain,
     UpdateDomain,
-    GetCertificate,
-    RenewCertificate,
+    DeleteDomain,
+    VerifyDomain,
 }
 
 impl Op {
@@ -130,8 +130,9 @@ impl Op {
             Op::ListDomains => on(m(Method::Get), domains::list),
             Op::GetDomain => on(m(Method::Get), domains::get),
             Op::UpdateDomain => on(m(Method::Patch), domains::update),
-            Op::GetCertificate => on(m(Method::Get), certificates::get),
-            Op::RenewCertificate => on(m(Method::Post), certificates::renew),
+            Op::CreateDomain => on(m(Method::Post), domains::create),
+            Op::DeleteDomain => on(m(Method::Delete), domains::delete),
+            Op::VerifyDomain => on(m(Method::Post), domains::verify),
         }
     }
 }
@@ -350,22 +351,29 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/domains/{id}",
         Op::UpdateDomain,
         Some("domains:write"),
-        "Set a domain's root and not-found redirects (the default domain needs a `*` key)",
+        "Set a domain's root and not-found redirects and HTTPS redirect (the default domain needs a `*` key)",
     ),
-    // Certificates of custom domains (issue 8).
+    // Custom domains (issue 8).
     route(
-        Method::Get,
-        "/api/v1/domains/{id}/certificate",
-        Op::GetCertificate,
-        Some("domains:read"),
-        "A domain's certificate (issuer, serial, validity; never the key) and its ACME order",
+        Method::Post,
+        "/api/v1/domains",
+        Op::CreateDomain,
+        Some("domains:write"),
+        "Add a custom domain (pending) and get the records that prove ownership",
+    ),
+    route(
+        Method::Delete,
+        "/api/v1/domains/{id}",
+        Op::DeleteDomain,
+        Some("domains:write"),
+        "Delete a custom domain with its links and certificate",
     ),
     route(
         Method::Post,
-        "/api/v1/domains/{id}/certificate/renew",
-        Op::RenewCertificate,
+        "/api/v1/domains/{id}/verify",
+        Op::VerifyDomain,
         Some("domains:write"),
-        "Order a new certificate now (joins an order already running)",
+        "Check ownership now (TXT record, then HTTP token); 200 with the outcome",
     ),
 ];
 

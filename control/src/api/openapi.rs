@@ -224,8 +224,12 @@ pub fn operation(op: Op) -> Value {
         | Op::RevokeApiKey
         | Op::GetUsage
         | Op::ListApiLogs => super::account::openapi_operation(op),
-        Op::ListDomains | Op::GetDomain | Op::UpdateDomain => super::domains::openapi_operation(op),
-        Op::GetCertificate | Op::RenewCertificate => super::certificates::openapi_operation(op),
+        Op::ListDomains
+        | Op::GetDomain
+        | Op::UpdateDomain
+        | Op::CreateDomain
+        | Op::DeleteDomain
+        | Op::VerifyDomain => super::domains::openapi_operation(op),
     }
 }
 

@@ -181,6 +181,13 @@ pub async fn bootstrap(db: &Db, default_domain_host: &str) -> anyhow::Result<Opt
                 verified: true,
                 root_redirect: None,
                 not_found_redirect: None,
+                status: "active".into(),
+                verify_method: None,
+                verify_token: None,
+                failure_reason: None,
+                verified_at: None,
+                https_redirect: false,
+                created_at: now,
             };
             sqlx::query(
                 "INSERT INTO domains (id, team_id, host, is_default, verified, created_at, updated_at) \

@@ -2,6 +2,7 @@
 //! that proxies follow. [`app`] builds the whole HTTP surface from an [`AppState`]; [`serve`] runs
 //! it with the background publisher until shutdown.
 
+pub mod acme;
 pub mod api;
 pub mod api_logs;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod ops;
 pub mod plans;
 pub mod publish;
 pub mod ratelimit;
+pub mod seal;
 pub mod secrets;
 pub mod state;
 pub mod validate;
@@ -81,6 +83,8 @@ pub async fn run(
         state.clone(),
         state.shutdown.subscribe(),
     ));
+    // Returns at once without --acme-directory.
+    let acme_worker = tokio::spawn(acme::run(state.clone(), state.shutdown.subscribe()));
     let verifier = tokio::spawn(api::domains::recheck_loop(
         state.clone(),
         state.shutdown.subscribe(),
@@ -99,5 +103,6 @@ pub async fn run(
     pruner.await.context("click pruning task")?;
     upkeep.await.context("API log upkeep task")?;
     verifier.await.context("domain verification task")?;
+    acme_worker.await.context("ACME worker task")?;
     Ok(())
 }

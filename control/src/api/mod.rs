@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod api_logs;
+pub mod certificates;
 pub mod docs;
 pub mod domains;
 pub mod extract;
@@ -98,6 +99,8 @@ pub enum Op {
     UpdateDomain,
     DeleteDomain,
     VerifyDomain,
+    GetCertificate,
+    RenewCertificate,
 }
 
 impl Op {
@@ -133,6 +136,8 @@ impl Op {
             Op::CreateDomain => on(m(Method::Post), domains::create),
             Op::DeleteDomain => on(m(Method::Delete), domains::delete),
             Op::VerifyDomain => on(m(Method::Post), domains::verify),
+            Op::GetCertificate => on(m(Method::Get), certificates::get),
+            Op::RenewCertificate => on(m(Method::Post), certificates::renew),
         }
     }
 }
@@ -374,6 +379,21 @@ pub const ROUTES: &[Route] = &[
         Op::VerifyDomain,
         Some("domains:write"),
         "Check ownership now (TXT record, then HTTP token); 200 with the outcome",
+    ),
+    // Certificates of custom domains (issue 8).
+    route(
+        Method::Get,
+        "/api/v1/domains/{id}/certificate",
+        Op::GetCertificate,
+        Some("domains:read"),
+        "A domain's certificate (issuer, serial, validity; never the key) and its ACME order",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/domains/{id}/certificate/renew",
+        Op::RenewCertificate,
+        Some("domains:write"),
+        "Order a new certificate now (joins an order already running)",
     ),
 ];
 

@@ -230,6 +230,7 @@ pub fn operation(op: Op) -> Value {
         | Op::CreateDomain
         | Op::DeleteDomain
         | Op::VerifyDomain => super::domains::openapi_operation(op),
+        Op::GetCertificate | Op::RenewCertificate => super::certificates::openapi_operation(op),
     }
 }
 

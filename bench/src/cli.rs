@@ -40,11 +40,15 @@ pub enum Command {
     Clicks(ClicksArgs),
     /// API create and list latency and throughput on SQLite and Postgres.
     Api(ApiArgs),
-    /// TLS handshakes and HTTPS keep-alive redirects against nginx (not available yet).
-    Tls(PendingArgs),
+    /// sling against nginx over HTTPS with the same certificate: full TLS handshakes per second
+    /// (a new connection per request, no session reuse) and redirects on keep-alive connections.
+    Tls(TlsArgs),
     /// Internal: the open-loop load generator, run by the harness under taskset.
     #[command(hide = true)]
     OpenLoopWorker(OpenLoopArgs),
+    /// Internal: the full-handshake load generator, run by the harness under taskset.
+    #[command(hide = true)]
+    HandshakeWorker(HandshakeArgs),
 }
 
 /// Options every scenario takes.
@@ -279,10 +283,59 @@ pub struct ApiArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct PendingArgs {
-    /// Ignored: the scenario does not exist yet.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+pub struct TlsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The keep-alive runs (wrk over HTTPS): connections, threads, duration, warm-up, sample.
+    /// Duration and warm-up apply to the handshake runs too.
+    #[command(flatten)]
+    pub load: Load,
+    /// Links in the snapshot and in the nginx map.
+    #[arg(long, default_value_t = 1_000)]
+    pub links: u64,
+    /// sling/nginx pairs of handshake runs (and again of keep-alive runs).
+    #[arg(long, default_value_t = 3)]
+    pub pairs: usize,
+    /// Concurrent connections of the full-handshake client.
+    #[arg(long, default_value_t = 32)]
+    pub handshake_concurrency: u32,
+    /// Also measure full handshakes with TLS 1.2 (the client offers only 1.2).
+    #[arg(long)]
+    pub tls12: bool,
+    /// Keep sling's click tracking on (spooled to disk: no control plane runs). Off by default:
+    /// this scenario measures TLS termination; `redirect` and `clicks` measure the click path.
+    #[arg(long)]
+    pub clicks_on: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HandshakeArgs {
+    /// Target `host:port`.
+    #[arg(long)]
+    pub target: String,
+    /// Server name sent in the ClientHello and the Host header.
+    #[arg(long)]
+    pub sni: String,
+    /// File with one slug per line.
+    #[arg(long)]
+    pub slugs: PathBuf,
+    /// Connections in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u32,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Per-connection timeout in milliseconds (a timed-out connection is an error).
+    #[arg(long, default_value_t = 5_000)]
+    pub timeout_ms: u64,
+    /// Offer only TLS 1.2.
+    #[arg(long)]
+    pub tls12: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -14,6 +14,7 @@ mod closedloop;
 mod data;
 mod db;
 mod env;
+mod handshake;
 mod nginx;
 mod openloop;
 mod procs;
@@ -28,13 +29,18 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    // The open-loop worker is a child of the harness, pinned with taskset like wrk; it runs its
+    // The load workers are children of the harness, pinned with taskset like wrk; each runs its
     // own single-threaded runtime so it really uses one core.
-    if let cli::Command::OpenLoopWorker(args) = &cli.command {
-        return match openloop::worker_main(args) {
+    let worker = match &cli.command {
+        cli::Command::OpenLoopWorker(args) => Some(("open-loop", openloop::worker_main(args))),
+        cli::Command::HandshakeWorker(args) => Some(("handshake", handshake::worker_main(args))),
+        _ => None,
+    };
+    if let Some((name, outcome)) = worker {
+        return match outcome {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("open-loop worker: {e:#}");
+                eprintln!("{name} worker: {e:#}");
                 std::process::ExitCode::FAILURE
             }
         };

@@ -6,6 +6,9 @@
 //! unlimited keep-alive (nginx's default closes a connection after 1,000 requests, which sling
 //! does not do), and the same `Cache-Control` header sling sends. One difference stays: nginx adds
 //! a small HTML body to its 302; the report shows bytes per response for both sides.
+//!
+//! With [`TlsFiles`] the same server also listens with TLS (`ssl_protocols TLSv1.2 TLSv1.3`,
+//! HTTP/2 by ALPN, a shared session cache and tickets — the usual production settings).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,11 +20,28 @@ use crate::procs::{self, Proc};
 pub struct Nginx {
     pub proc: Proc,
     pub addr: String,
+    /// `127.0.0.1:PORT` of the TLS listener, when started with [`TlsFiles`].
+    pub tls_addr: Option<String>,
     pub access_log: PathBuf,
 }
 
-/// Writes `nginx.conf` into `dir` for a map of `links` entries in `map_path`, listening on `port`.
-pub fn write_config(dir: &Path, map_path: &Path, links: u64, port: u16) -> anyhow::Result<PathBuf> {
+/// The certificate chain and key nginx serves on its TLS port.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFiles<'a> {
+    pub port: u16,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+/// Writes `nginx.conf` into `dir` for a map of `links` entries in `map_path`, listening on `port`
+/// (and with TLS on `tls.port`).
+pub fn write_config(
+    dir: &Path,
+    map_path: &Path,
+    links: u64,
+    port: u16,
+    tls: Option<TlsFiles<'_>>,
+) -> anyhow::Result<PathBuf> {
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp)?;
     let d = dir.display();
@@ -33,6 +53,21 @@ pub fn write_config(dir: &Path, map_path: &Path, links: u64, port: u16) -> anyho
     // minutes or fails ("could not build map_hash"). Buckets are allocated at their real size, so
     // the generous limits cost little memory.
     let max_size = (links * 4).max(2048);
+    // nginx 1.22 (Debian 12) enables HTTP/2 on the listen line (`http2 on;` came in 1.25.1).
+    let tls_listen = match tls {
+        None => String::new(),
+        Some(t) => format!(
+            "listen 127.0.0.1:{port} ssl http2 backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_timeout 1h;",
+            port = t.port,
+            cert = t.cert.display(),
+            key = t.key.display(),
+        ),
+    };
     let conf = format!(
         r#"# Written by sling-bench; started with: nginx -p {d} -c {d}/nginx.conf -e {d}/error.log
 daemon off;
@@ -66,6 +101,7 @@ http {{
 
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        {tls_listen}
         server_name localhost;
         location / {{
             if ($dest = "") {{
@@ -94,8 +130,34 @@ pub async fn start(
     links: u64,
     probe_path: &str,
 ) -> anyhow::Result<Nginx> {
+    start_with_tls(nginx_bin, pin, dir, map_path, links, probe_path, None).await
+}
+
+/// [`start`], also serving TLS with `tls` (its `port` is ignored: a free one is picked).
+pub async fn start_with_tls(
+    nginx_bin: &Path,
+    pin: &[String],
+    dir: &Path,
+    map_path: &Path,
+    links: u64,
+    probe_path: &str,
+    tls: Option<TlsFiles<'_>>,
+) -> anyhow::Result<Nginx> {
     let port = procs::free_port()?;
-    let conf = write_config(dir, map_path, links, port)?;
+    let tls = match tls {
+        Some(t) => {
+            let mut tls_port = procs::free_port()?;
+            while tls_port == port {
+                tls_port = procs::free_port()?;
+            }
+            Some(TlsFiles {
+                port: tls_port,
+                ..t
+            })
+        }
+        None => None,
+    };
+    let conf = write_config(dir, map_path, links, port, tls)?;
     let args = [
         "-p".to_owned(),
         dir.display().to_string(),
@@ -138,6 +200,7 @@ pub async fn start(
     Ok(Nginx {
         proc,
         addr,
+        tls_addr: tls.map(|t| format!("127.0.0.1:{}", t.port)),
         access_log: dir.join("access.log"),
     })
 }

@@ -20,6 +20,8 @@ pub struct Proxy {
     pub addr: String,
     /// `127.0.0.1:PORT` of /healthz, /readyz, /metrics.
     pub admin: String,
+    /// `127.0.0.1:PORT` of the HTTPS listener, when started with `--tls-listen`.
+    pub tls: Option<String>,
     /// From spawn to the first `/readyz` 200.
     pub start_to_ready: Duration,
 }
@@ -90,12 +92,16 @@ pub async fn start_proxy_with(
     let mut proc = Proc::spawn("sling-proxy", pin, bin, &args, &envs, log_dir)?;
     let mut addr = None;
     let mut admin = None;
-    while addr.is_none() || admin.is_none() {
+    let want_tls = extra_args.iter().any(|a| a == "--tls-listen");
+    let mut tls = None;
+    while addr.is_none() || admin.is_none() || (want_tls && tls.is_none()) {
         let line = proc.wait_line("listening ", ready_timeout).await?;
         if let Some(a) = line.strip_prefix("proxy=http://") {
             addr = Some(a.to_owned());
         } else if let Some(a) = line.strip_prefix("admin=http://") {
             admin = Some(a.to_owned());
+        } else if let Some(a) = line.strip_prefix("tls=https://") {
+            tls = Some(a.to_owned());
         }
     }
     let (addr, admin) = (addr.unwrap_or_default(), admin.unwrap_or_default());
@@ -112,6 +118,7 @@ pub async fn start_proxy_with(
         proc,
         addr,
         admin,
+        tls,
         start_to_ready: ready - started,
     })
 }

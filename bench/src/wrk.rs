@@ -99,6 +99,7 @@ pub struct WrkRun<'a> {
     pub pin: &'a [String],
     pub script: &'a Path,
     pub slugs: &'a Path,
+    /// `host:port` (plain HTTP) or a URL (`https://host:port`).
     pub target: &'a str,
     pub threads: u32,
     pub connections: u32,
@@ -121,7 +122,11 @@ impl WrkRun<'_> {
             .arg(format!("-d{}s", self.duration.as_secs().max(1)))
             .args(["--timeout", "5s", "-s"])
             .arg(self.script)
-            .arg(format!("http://{}", self.target))
+            .arg(if self.target.contains("://") {
+                self.target.to_owned()
+            } else {
+                format!("http://{}", self.target)
+            })
             .arg("--")
             .arg(self.slugs)
             .arg(self.seed.to_string())

@@ -6,6 +6,7 @@ mod memory;
 mod propagate;
 mod redirect;
 mod swap;
+mod tls;
 
 use std::time::Duration;
 
@@ -21,13 +22,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Memory(a) => memory::run(a).await,
         Command::Clicks(a) => clicks::run(a).await,
         Command::Api(a) => api::run(a).await,
-        Command::Tls(_) => pending("tls", "TLS termination with ACME certificates (issue 8)"),
+        Command::Tls(a) => tls::run(a).await,
         Command::OpenLoopWorker(_) => bail!("open-loop-worker is started by the harness itself"),
+        Command::HandshakeWorker(_) => bail!("handshake-worker is started by the harness itself"),
     }
-}
-
-fn pending(scenario: &str, needs: &str) -> anyhow::Result<()> {
-    bail!("scenario `{scenario}` is not available yet: needs {needs}")
 }
 
 /// Checks that `GET /{slug}` on `target` answers a redirect to `destination` for every pair, and

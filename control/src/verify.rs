@@ -80,8 +80,8 @@ pub enum VerifyError {
     Dns { host: String, detail: String },
     #[error("{host} resolves only to private or local addresses ({addrs}), which are refused")]
     PrivateAddress { host: String, addrs: String },
-    #[error("connection refused by {0}")]
-    ConnectionRefused(SocketAddr),
+    #[error("connection refused by {}", list(.0))]
+    ConnectionRefused(Vec<SocketAddr>),
     #[error("cannot connect to {0}")]
     Connect(SocketAddr),
     #[error("no answer within {0} ms")]
@@ -102,18 +102,23 @@ pub async fn fetch_well_known(
     host: &str,
     path: &str,
 ) -> Result<String, VerifyError> {
+    let mut refused = Vec::new();
     let mut last = None;
     for ip in resolve_vetted(cfg, host).await? {
         match fetch_from(cfg, host, path, SocketAddr::new(ip, cfg.http_port)).await {
-            Err(e @ (VerifyError::ConnectionRefused(_) | VerifyError::Connect(_))) => {
-                last = Some(e);
-            }
+            Err(VerifyError::ConnectionRefused(addrs)) => refused.extend(addrs),
+            Err(e @ VerifyError::Connect(_)) => last = Some(e),
             other => return other,
         }
     }
-    Err(last.unwrap_or_else(|| VerifyError::NoAddress {
-        host: host.to_owned(),
-    }))
+    // Every address failed: say so for each that refused (the usual case), else the last error.
+    Err(match last {
+        Some(e) if refused.is_empty() => e,
+        _ if !refused.is_empty() => VerifyError::ConnectionRefused(refused),
+        _ => VerifyError::NoAddress {
+            host: host.to_owned(),
+        },
+    })
 }
 
 /// One GET of `path` on `host`, connected to `addr` and nowhere else.
@@ -358,12 +363,21 @@ fn http_error(e: reqwest::Error, addr: SocketAddr, timeout: Duration) -> VerifyE
         return VerifyError::Timeout(timeout.as_millis());
     }
     if e.is_connect() && source_is(&e, std::io::ErrorKind::ConnectionRefused) {
-        return VerifyError::ConnectionRefused(addr);
+        return VerifyError::ConnectionRefused(vec![addr]);
     }
     if e.is_connect() {
         return VerifyError::Connect(addr);
     }
     VerifyError::Http(format!("request to {addr} failed"))
+}
+
+/// `a, b, c` for an error message.
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn source_is(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {

@@ -339,8 +339,9 @@ pub async fn request_certificate(
 }
 
 /// Makes sure every premium host (`--premium-domains`) has a shared row (no team, verified,
-/// active) so links can live on it, and returns the feed ops for the rows it created. A host
-/// already held by a team is left alone (logged): it is theirs.
+/// active) so links can live on it, publishing `UpsertDomain` for each row it creates; returns
+/// the feed sequence of those (0 when none). A host already held by a team is left alone
+/// (logged): it is theirs.
 pub async fn ensure_premium(db: &Db, hosts: &[String]) -> sqlx::Result<u64> {
     if hosts.is_empty() {
         return Ok(0);

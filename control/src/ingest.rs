@@ -1,5 +1,6 @@
-//! `POST /internal/v1/clicks`: where proxies deliver click batches (fleet token only), and the
-//! background task that prunes raw events past the retention period.
+//! `POST /internal/v1/clicks`: where proxies deliver click batches (fleet token only), the group
+//! writer that stores them, and the background task that prunes raw events past the retention
+//! period.
 //!
 //! The contract (`sling_shared::clicks`): 200 with an [`IngestReceipt`] means "stored, or stored
 //! before" and the proxy forgets the batch; any other status means "keep it and retry". So the
@@ -9,7 +10,16 @@
 //!
 //! Events for links that no longer exist are acknowledged and counted
 //! (`sling_control_click_events_unknown_link`), never refused.
+//!
+//! Group commit: the handler parses and cleans a batch, then queues it for one writer task per
+//! process, which takes everything queued (up to [`GROUP_MAX_EVENTS`]) and stores it in one
+//! transaction ([`clicks::ingest_group`]), then answers each waiting request with its own
+//! receipt. Concurrent batches so share one commit and one aggregation of rollups and link
+//! counters instead of queueing behind each other's row locks and fsyncs. The queue is bounded
+//! ([`QUEUE_MAX_EVENTS`]): past that the answer is 503 with `Retry-After`, and the proxy keeps
+//! the batch and retries.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -18,12 +28,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sling_shared::clicks::{ClickBatch, IngestReceipt, MAX_BATCH_EVENTS};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use crate::db::clicks::BatchRef;
-use crate::db::{self, clicks};
+use crate::db::clicks::{BatchRef, Ingested, Prepared};
+use crate::db::{self, Db, clicks};
 use crate::internal::FleetAuth;
 use crate::state::AppState;
 
@@ -34,8 +46,18 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const MAX_ID_LEN: usize = 200;
 /// How often the retention task runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Most events one group transaction takes (a single larger batch still goes alone). Big enough
+/// that rollups and counters aggregate well, small enough that one transaction stays well under
+/// a second.
+pub const GROUP_MAX_EVENTS: usize = 50_000;
+/// Most events waiting for the writer (each batch counts at least one); past this, 503. A few
+/// groups' worth: enough to keep the writer busy, little enough memory (~10 MiB per 50,000).
+pub const QUEUE_MAX_EVENTS: usize = 4 * GROUP_MAX_EVENTS;
+/// `Retry-After` of the 503 for a full queue.
+const RETRY_AFTER_SECS: &str = "1";
 
-/// Click-ingest metrics, registered into the control plane's registry.
+/// Click-ingest metrics, registered into the control plane's registry, and the group writer's
+/// queue (kept here, beside the metrics it updates, so each [`AppState`] has its own).
 #[derive(Clone)]
 pub struct ClickMetrics {
     pub events: Counter,
@@ -44,6 +66,13 @@ pub struct ClickMetrics {
     pub unknown_link_events: Counter,
     pub seconds: Histogram,
     pub pruned_events: Counter,
+    /// Batches refused with 503 because the queue was full.
+    pub queue_full: Counter,
+    /// Events queued for the writer or being written.
+    pub queued_events: Gauge,
+    /// Batches per group transaction.
+    pub group_batches: Histogram,
+    writer: Arc<GroupWriter>,
 }
 
 impl ClickMetrics {
@@ -55,6 +84,10 @@ impl ClickMetrics {
             unknown_link_events: Counter::default(),
             seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             pruned_events: Counter::default(),
+            queue_full: Counter::default(),
+            queued_events: Gauge::default(),
+            group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            writer: Arc::new(GroupWriter::new()),
         };
         registry.register(
             "click_events_ingested",
@@ -78,8 +111,23 @@ impl ClickMetrics {
         );
         registry.register(
             "click_ingest_duration_seconds",
-            "Time to store one click batch (transaction included)",
+            "Time to store one click batch (queue wait and group transaction included)",
             m.seconds.clone(),
+        );
+        registry.register(
+            "click_ingest_queue_full",
+            "Click batches refused with 503 because the ingest queue was full",
+            m.queue_full.clone(),
+        );
+        registry.register(
+            "click_ingest_queued_events",
+            "Click events waiting for the ingest writer or being written",
+            m.queued_events.clone(),
+        );
+        registry.register(
+            "click_ingest_group_batches",
+            "Click batches stored per group transaction",
+            m.group_batches.clone(),
         );
         registry.register(
             "click_events_pruned",
@@ -136,7 +184,18 @@ pub async fn handler(_: FleetAuth, State(state): State<AppState>, body: Body) ->
     }
     match ingest_parsed(&state, &batch).await {
         Ok(receipt) => axum::Json(receipt).into_response(),
-        Err(e) => {
+        Err(Refused::Busy) => {
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "click ingest queue full; retry".into(),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+            r
+        }
+        Err(Refused::Failed(e)) => {
             tracing::warn!(error = %e, batch_id = %batch.batch_id, proxy_id = %batch.proxy_id,
                 "click batch not stored; the proxy will retry");
             // Every failure here is worth retrying (unreachable database, deadlock, restart).
@@ -148,16 +207,62 @@ pub async fn handler(_: FleetAuth, State(state): State<AppState>, body: Body) ->
     }
 }
 
+/// Why a batch was not stored; either way the sender should retry.
+#[derive(Debug)]
+pub enum Refused {
+    /// The queue is full.
+    Busy,
+    /// Storing failed (database unreachable, transaction failed, writer gone).
+    Failed(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Busy => f.write_str("click ingest queue full"),
+            Refused::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// Stores one batch and updates the metrics (for callers holding a decoded [`ClickBatch`]).
-pub async fn ingest(state: &AppState, batch: &ClickBatch) -> sqlx::Result<IngestReceipt> {
+pub async fn ingest(state: &AppState, batch: &ClickBatch) -> Result<IngestReceipt, Refused> {
     ingest_parsed(state, &BatchRef::from(batch)).await
 }
 
-/// Stores one batch and updates the metrics; what the handler calls.
-async fn ingest_parsed(state: &AppState, batch: &BatchRef<'_>) -> sqlx::Result<IngestReceipt> {
+/// Queues one batch for the group writer, waits for its receipt and updates the metrics; what
+/// the handler calls.
+async fn ingest_parsed(state: &AppState, batch: &BatchRef<'_>) -> Result<IngestReceipt, Refused> {
     let started = Instant::now();
     let m = &state.metrics.clicks;
-    let done = clicks::ingest(&state.db, batch, db::now_ms()).await?;
+    let weight = u32::try_from(batch.events.len().max(1)).unwrap_or(u32::MAX);
+    let Ok(permit) = m.writer.room.clone().try_acquire_many_owned(weight) else {
+        m.queue_full.inc();
+        return Err(Refused::Busy);
+    };
+    let prepared = Prepared::new(batch);
+    let (reply, answer) = oneshot::channel();
+    m.queued_events.inc_by(i64::from(weight));
+    let job = Job {
+        batch: prepared,
+        reply,
+        _queued: Queued {
+            gauge: m.queued_events.clone(),
+            weight,
+            _permit: permit,
+        },
+    };
+    let sent = m.writer.sender(&state.db, m).send(job);
+    // A job the writer never took (or dropped unanswered: a panic) is a retry for the proxy.
+    let done = match sent {
+        Ok(()) => answer
+            .await
+            .map_err(|_| Refused::Failed("click ingest writer stopped".into()))?
+            .map_err(Refused::Failed)?,
+        Err(_) => return Err(Refused::Failed("click ingest writer stopped".into())),
+    };
     if let Some(seq) = done.feed_seq {
         // A link reached its click limit: wake the proxies' long polls.
         state.changes_committed(seq);
@@ -175,6 +280,122 @@ async fn ingest_parsed(state: &AppState, batch: &BatchRef<'_>) -> sqlx::Result<I
         accepted: done.accepted,
         events: batch.events.len(),
     })
+}
+
+/// A queued batch and where its outcome goes.
+struct Job {
+    batch: Prepared,
+    reply: oneshot::Sender<Result<Ingested, String>>,
+    _queued: Queued,
+}
+
+/// A job's share of [`QUEUE_MAX_EVENTS`] and of the queued-events gauge, given back when the job
+/// is dropped (answered, or lost with the writer).
+struct Queued {
+    gauge: Gauge,
+    weight: u32,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.gauge.dec_by(i64::from(self.weight));
+    }
+}
+
+/// The queue in front of the writer task, which starts on first use (on the runtime serving the
+/// request) and again if it ever stopped.
+struct GroupWriter {
+    tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// Bounds the queue by events (the channel itself is unbounded).
+    room: Arc<Semaphore>,
+}
+
+impl GroupWriter {
+    fn new() -> Self {
+        Self {
+            tx: Mutex::new(None),
+            room: Arc::new(Semaphore::new(QUEUE_MAX_EVENTS)),
+        }
+    }
+
+    fn sender(&self, db: &Db, m: &ClickMetrics) -> mpsc::UnboundedSender<Job> {
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tx.as_ref().filter(|t| !t.is_closed()) {
+            return t.clone();
+        }
+        let (t, rx) = mpsc::unbounded_channel();
+        // The task holds no sender, so it ends when the state (and its queue) is dropped.
+        tokio::spawn(write_groups(db.clone(), rx, m.group_batches.clone()));
+        *tx = Some(t.clone());
+        t
+    }
+}
+
+/// The writer: takes everything queued (up to [`GROUP_MAX_EVENTS`]), stores it in one
+/// transaction, answers each job; repeats until the queue is dropped.
+async fn write_groups(db: Db, mut rx: mpsc::UnboundedReceiver<Job>, group_batches: Histogram) {
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => return,
+            },
+        };
+        let mut events = first.batch.len();
+        let mut group = vec![first];
+        while events < GROUP_MAX_EVENTS {
+            match rx.try_recv() {
+                Ok(j) if events + j.batch.len() > GROUP_MAX_EVENTS => {
+                    next = Some(j);
+                    break;
+                }
+                Ok(j) => {
+                    events += j.batch.len();
+                    group.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        group_batches.observe(group.len() as f64);
+        write_group(&db, group).await;
+    }
+}
+
+async fn write_group(db: &Db, group: Vec<Job>) {
+    let batches: Vec<&Prepared> = group.iter().map(|j| &j.batch).collect();
+    let result = clicks::ingest_group(db, &batches, db::now_ms()).await;
+    drop(batches);
+    match result {
+        Ok(done) => {
+            for (job, d) in group.into_iter().zip(done) {
+                // The requester may have gone (client timeout); the proxy's retry then finds
+                // the batch id stored.
+                let _ = job.reply.send(Ok(d));
+            }
+        }
+        // The server refused a statement: maybe because of one batch's content. Store the
+        // batches one by one so such a batch fails alone instead of failing everyone's.
+        Err(sqlx::Error::Database(e)) if group.len() > 1 => {
+            tracing::warn!(error = %e, batches = group.len(),
+                "click ingest group failed; storing its batches one at a time");
+            for job in group {
+                let r = clicks::ingest_group(db, &[&job.batch], db::now_ms())
+                    .await
+                    .map(|d| d.first().copied().unwrap_or_default())
+                    .map_err(|e| e.to_string());
+                let _ = job.reply.send(r);
+            }
+        }
+        Err(e) => {
+            let e = e.to_string();
+            for job in group {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+    }
 }
 
 /// Deletes raw events older than the retention period, at start and then hourly, until

@@ -1,8 +1,9 @@
-//! Click ingestion: one proxy batch → one transaction that records the batch id, inserts the raw
-//! events, upserts the 15-minute rollups and bumps `links.clicks`; plus retention pruning.
+//! Click ingestion: a group of proxy batches → one transaction that records the batch ids,
+//! inserts the raw events, upserts the 15-minute rollups and bumps `links.clicks`
+//! ([`ingest_group`]; `crate::ingest` forms the groups); plus retention pruning.
 //!
 //! Throughput is the point here (the target is 100,000 events/s into Postgres on two cores), so
-//! each table gets exactly one statement per batch, whatever its size, with a fixed handful of
+//! each table gets exactly one statement per group, whatever its size, with a fixed handful of
 //! parameters ([`RowSet`]): on Postgres one array per column expanded by `UNNEST` (sqlx's `Any`
 //! driver cannot bind arrays, so each travels as its text literal and is cast server-side), on
 //! SQLite one JSON text expanded by `json_each`. No bind-parameter limits, one parse and plan per
@@ -11,9 +12,9 @@
 //! `json_to_recordset`.) This is the one place where SQL differs by backend, in
 //! [`RowSet::source`] only.
 //!
-//! Rollups are aggregated in memory first, so a batch does one upsert per distinct
-//! (link, bucket, dimension, value), and the keys are sorted so concurrent batches take row locks
-//! in the same order (no deadlocks between two ingests on Postgres).
+//! Rollups are aggregated in memory first, so a group does one upsert per distinct
+//! (link, bucket, dimension, value), and the keys are sorted so concurrent groups (from two
+//! control-plane replicas) take row locks in the same order (no deadlocks on Postgres).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -406,104 +407,246 @@ const ROLLUP_COLS: &[(&str, &str)] = &[
 const COUNT_COLS: &[(&str, &str)] = &[("l", "text"), ("n", "bigint")];
 const ID_COLS: &[(&str, &str)] = &[("l", "text")];
 
-/// Ingests `batch` at most once: see the module docs. Events for links that do not exist are
-/// acknowledged and counted in [`Ingested::unknown_link`], never an error (a batch that could
-/// not be acknowledged would be retried forever).
-pub async fn ingest(db: &Db, batch: &BatchRef<'_>, now_ms: i64) -> sqlx::Result<Ingested> {
-    let mut w = db.begin_write().await?;
-    let backend = w.backend;
-    let fresh = sqlx::query(
-        "INSERT INTO ingested_batches (batch_id, proxy_id, events, ingested_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (batch_id) DO NOTHING",
-    )
-    .bind(&*batch.batch_id)
-    .bind(&*batch.proxy_id)
-    .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
-    .bind(now_ms)
-    .execute(&mut *w.tx)
-    .await?
-    .rows_affected();
-    if fresh == 0 {
-        // Dropping `w` rolls back (nothing else was written).
-        return Ok(Ingested::default());
-    }
-    if batch.events.is_empty() {
-        w.commit().await?;
-        return Ok(Ingested {
-            accepted: true,
-            ..Ingested::default()
-        });
+/// A batch parsed, validated and cleaned, owning its strings (all in one buffer, so a batch is
+/// two allocations however many events it holds): what the group writer in `crate::ingest`
+/// queues and [`ingest_group`] stores.
+#[derive(Debug)]
+pub struct Prepared {
+    pub batch_id: String,
+    pub proxy_id: String,
+    text: String,
+    events: Vec<PreparedEvent>,
+}
+
+/// A byte range of [`Prepared::text`].
+#[derive(Debug, Clone, Copy)]
+struct Span(u32, u32);
+
+#[derive(Debug)]
+struct PreparedEvent {
+    link: Span,
+    at_ms: i64,
+    country: Span,
+    device: Span,
+    browser: Span,
+    os: Span,
+    referrer: Span,
+    visitor: Span,
+    bot: bool,
+    qr: bool,
+}
+
+impl Prepared {
+    /// Cleans `batch` (see [`Clean`]) into an owned copy.
+    pub fn new(batch: &BatchRef<'_>) -> Self {
+        let mut text = String::with_capacity(batch.events.len() * 80);
+        let mut put = |s: &str| {
+            // Bodies are capped far below 4 GiB (`ingest::MAX_BODY_BYTES`), so offsets fit.
+            let start = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            text.push_str(s);
+            Span(start, u32::try_from(s.len()).unwrap_or(0))
+        };
+        let events = batch
+            .events
+            .iter()
+            .map(|e| {
+                let c = clean(e);
+                PreparedEvent {
+                    link: put(&e.link_id),
+                    at_ms: c.at_ms,
+                    country: put(&c.country),
+                    device: put(c.device),
+                    browser: put(c.browser),
+                    os: put(c.os),
+                    referrer: put(&c.referrer),
+                    visitor: put(c.visitor),
+                    bot: c.bot,
+                    qr: c.qr,
+                }
+            })
+            .collect();
+        Prepared {
+            batch_id: batch.batch_id.to_string(),
+            proxy_id: batch.proxy_id.to_string(),
+            text,
+            events,
+        }
     }
 
-    let mut feed_seq = None;
-    // Which team owns each link (and which links exist at all).
-    let ids: BTreeSet<&str> = batch.events.iter().map(|e| &*e.link_id).collect();
-    let mut id_rows = RowSet::new(ID_COLS, ids.len());
-    for id in &ids {
-        id_rows.push(&[Val::Text(id)]);
+    pub fn len(&self) -> usize {
+        self.events.len()
     }
-    let (src, params) = id_rows.source(backend, 1, "j")?;
-    let sql = format!("SELECT id, team_id FROM links WHERE id IN (SELECT l FROM {src})");
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    fn s(&self, span: Span) -> &str {
+        let (a, n) = (span.0 as usize, span.1 as usize);
+        self.text.get(a..a + n).unwrap_or("")
+    }
+}
+
+/// Ingests `batch` at most once: [`ingest_group`] of one.
+pub async fn ingest(db: &Db, batch: &BatchRef<'_>, now_ms: i64) -> sqlx::Result<Ingested> {
+    let p = Prepared::new(batch);
+    let done = ingest_group(db, &[&p], now_ms).await?;
+    Ok(done.first().copied().unwrap_or_default())
+}
+
+const BATCH_COLS: &[(&str, &str)] = &[
+    ("i", "text"),
+    ("p", "text"),
+    ("n", "bigint"),
+    ("a", "bigint"),
+];
+
+/// Ingests several batches in one transaction, each at most once; returns one [`Ingested`] per
+/// batch, in order. A batch id already stored, or repeated earlier in `batches`, is not accepted
+/// and contributes nothing. Events for links that do not exist are acknowledged and counted in
+/// [`Ingested::unknown_link`], never an error (a batch that could not be acknowledged would be
+/// retried forever).
+///
+/// One transaction for many batches is what makes ingest fast: one commit (one WAL flush) per
+/// group, rollups and link counters aggregated across the whole group (a link's counter is
+/// updated once per group, not once per batch), and no row-lock waits between concurrent ingest
+/// transactions of one process. Every key set is written in sorted order, so two control-plane
+/// replicas writing groups at once lock rows in the same order and cannot deadlock.
+pub async fn ingest_group(
+    db: &Db,
+    batches: &[&Prepared],
+    now_ms: i64,
+) -> sqlx::Result<Vec<Ingested>> {
+    let mut out = vec![Ingested::default(); batches.len()];
+    // The first occurrence of each id is the candidate; BTreeMap order = lock order.
+    let mut candidates: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, b) in batches.iter().enumerate() {
+        candidates.entry(b.batch_id.as_str()).or_insert(i);
+    }
+    if candidates.is_empty() {
+        return Ok(out);
+    }
+    let mut w = db.begin_write().await?;
+    let backend = w.backend;
+
+    let mut ids = RowSet::new(BATCH_COLS, candidates.len());
+    for (&id, &i) in &candidates {
+        let b = batches[i];
+        ids.push(&[
+            Val::Text(id),
+            Val::Text(&b.proxy_id),
+            Val::Int(i64::try_from(b.len()).unwrap_or(i64::MAX)),
+            Val::Int(now_ms),
+        ]);
+    }
+    let (src, params) = ids.source(backend, 1, "j")?;
+    // `WHERE true`: see the rollup upsert below.
+    let sql = format!(
+        "INSERT INTO ingested_batches (batch_id, proxy_id, events, ingested_at) \
+         SELECT i, p, n, a FROM {src} WHERE true ON CONFLICT (batch_id) DO NOTHING \
+         RETURNING batch_id"
+    );
     let mut q = sqlx::query(&sql);
     for p in params {
         q = q.bind(p);
     }
-    let rows = q.fetch_all(&mut *w.tx).await?;
-    let mut teams: HashMap<String, String> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        teams.insert(row.try_get("id")?, row.try_get("team_id")?);
-    }
-
-    let mut cleaned = Vec::with_capacity(batch.events.len());
-    let mut unknown = 0usize;
-    for e in &batch.events {
-        match teams.get_key_value(&*e.link_id) {
-            Some((link, team)) => cleaned.push((link.as_str(), team.as_str(), clean(e))),
-            None => unknown += 1,
+    let mut fresh: Vec<usize> = Vec::with_capacity(candidates.len());
+    for row in q.fetch_all(&mut *w.tx).await? {
+        let id: String = row.try_get(0)?;
+        if let Some(&i) = candidates.get(id.as_str()) {
+            fresh.push(i);
         }
     }
-    let mut events = RowSet::new(EVENT_COLS, cleaned.len());
-    // Rollups and counters, aggregated in memory; BTreeMap order = lock order.
+    if fresh.is_empty() {
+        // Dropping `w` rolls back (nothing was written).
+        return Ok(out);
+    }
+    fresh.sort_unstable();
+    for &i in &fresh {
+        out[i].accepted = true;
+    }
+
+    // Which team owns each link (and which links exist at all).
+    let link_ids: BTreeSet<&str> = fresh
+        .iter()
+        .flat_map(|&i| {
+            let b = batches[i];
+            b.events.iter().map(move |e| b.s(e.link))
+        })
+        .collect();
+    let mut teams: HashMap<String, String> = HashMap::with_capacity(link_ids.len());
+    if !link_ids.is_empty() {
+        let mut id_rows = RowSet::new(ID_COLS, link_ids.len());
+        for id in &link_ids {
+            id_rows.push(&[Val::Text(id)]);
+        }
+        let (src, params) = id_rows.source(backend, 1, "j")?;
+        let sql = format!("SELECT id, team_id FROM links WHERE id IN (SELECT l FROM {src})");
+        let mut q = sqlx::query(&sql);
+        for p in params {
+            q = q.bind(p);
+        }
+        for row in q.fetch_all(&mut *w.tx).await? {
+            teams.insert(row.try_get("id")?, row.try_get("team_id")?);
+        }
+    }
+
+    let stored_total: usize = fresh.iter().map(|&i| batches[i].len()).sum();
+    let mut events = RowSet::new(EVENT_COLS, stored_total);
+    // Rollups and counters, aggregated in memory over the whole group; BTreeMap order = lock
+    // order.
     let mut rollups: BTreeMap<(&str, i64, &str, &str), (i64, i64)> = BTreeMap::new();
     let mut humans: BTreeMap<&str, i64> = BTreeMap::new();
-    for (link, team, c) in &cleaned {
-        events.push(&[
-            Val::Text(link),
-            Val::Text(team),
-            Val::Int(c.at_ms),
-            Val::Text(&c.country),
-            Val::Text(c.device),
-            Val::Text(c.browser),
-            Val::Text(c.os),
-            Val::Int(i64::from(c.bot)),
-            Val::Text(&c.referrer),
-            Val::Text(c.visitor),
-            Val::Int(i64::from(c.qr)),
-        ]);
-        let bucket = bucket_of(c.at_ms);
-        let (h, b) = if c.bot { (0, 1) } else { (1, 0) };
-        for (dim, value) in [
-            ("total", ""),
-            ("country", &*c.country),
-            ("device", c.device),
-            ("browser", c.browser),
-            ("os", c.os),
-            ("referrer", &*c.referrer),
-        ] {
-            let slot = rollups.entry((link, bucket, dim, value)).or_default();
-            slot.0 += h;
-            slot.1 += b;
-        }
-        if c.qr {
-            let slot = rollups.entry((link, bucket, "qr", "")).or_default();
-            slot.0 += h;
-            slot.1 += b;
-        }
-        if !c.bot {
-            *humans.entry(link).or_default() += 1;
+    for &i in &fresh {
+        let b = batches[i];
+        for e in &b.events {
+            let Some((link, team)) = teams.get_key_value(b.s(e.link)) else {
+                out[i].unknown_link += 1;
+                continue;
+            };
+            out[i].stored += 1;
+            let (link, team) = (link.as_str(), team.as_str());
+            let (country, referrer) = (b.s(e.country), b.s(e.referrer));
+            let (device, browser, os) = (b.s(e.device), b.s(e.browser), b.s(e.os));
+            events.push(&[
+                Val::Text(link),
+                Val::Text(team),
+                Val::Int(e.at_ms),
+                Val::Text(country),
+                Val::Text(device),
+                Val::Text(browser),
+                Val::Text(os),
+                Val::Int(i64::from(e.bot)),
+                Val::Text(referrer),
+                Val::Text(b.s(e.visitor)),
+                Val::Int(i64::from(e.qr)),
+            ]);
+            let bucket = bucket_of(e.at_ms);
+            let (h, x) = if e.bot { (0, 1) } else { (1, 0) };
+            for (dim, value) in [
+                ("total", ""),
+                ("country", country),
+                ("device", device),
+                ("browser", browser),
+                ("os", os),
+                ("referrer", referrer),
+            ] {
+                let slot = rollups.entry((link, bucket, dim, value)).or_default();
+                slot.0 += h;
+                slot.1 += x;
+            }
+            if e.qr {
+                let slot = rollups.entry((link, bucket, "qr", "")).or_default();
+                slot.0 += h;
+                slot.1 += x;
+            }
+            if !e.bot {
+                *humans.entry(link).or_default() += 1;
+            }
         }
     }
 
+    let mut feed_seq = None;
     if !events.is_empty() {
         let (src, params) = events.source(backend, 1, "j")?;
         let sql = format!(
@@ -546,18 +689,17 @@ pub async fn ingest(db: &Db, batch: &BatchRef<'_>, now_ms: i64) -> sqlx::Result<
                 "UPDATE links SET clicks = links.clicks + j.n FROM {src} WHERE links.id = j.l"
             );
             execute_with(&mut w.tx, &sql, params).await?;
+            // With the group's sums, a limit crossed anywhere inside the group is published
+            // exactly once, in this transaction.
             let (src, params) = counts.source(backend, 1, "j")?;
             feed_seq = super::links::publish_exhausted(&mut w, &src, params, now_ms).await?;
         }
     }
-    let stored = cleaned.len();
     w.commit().await?;
-    Ok(Ingested {
-        accepted: true,
-        stored,
-        unknown_link: unknown,
-        feed_seq,
-    })
+    for &i in &fresh {
+        out[i].feed_seq = feed_seq;
+    }
+    Ok(out)
 }
 
 /// Deletes raw events and remembered batch ids older than `cutoff_ms`; returns the events

@@ -1,0 +1,278 @@
+//! Grouped click ingestion (one writer, many batches per transaction) on SQLite and Postgres:
+//! exactly-once under concurrency with resent batch ids, exact counters, rollups and raw events,
+//! and click limits crossed inside a group.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::{Harness, each_backend};
+use serde_json::json;
+use sling_control::db::clicks::{BatchRef, Prepared, ingest_group};
+use sling_shared::clicks::{CLICKS_PATH, ClickBatch, ClickEvent};
+use sling_shared::feed::ChangeOp;
+use sqlx::Row;
+
+const FLEET: &str = "test-fleet-token";
+const T0: i64 = 1_780_000_000_000; // 2026-05-28T20:26:40Z
+
+fn event(link: &str, n: usize) -> ClickEvent {
+    ClickEvent {
+        link_id: link.to_owned(),
+        // Spread over three 15-minute buckets.
+        at_ms: T0 + (n as i64 % 3) * 900_000 + n as i64,
+        country: Some(["US", "DE", "NP"][n % 3].into()),
+        device: ["desktop", "mobile"][n % 2].into(),
+        browser: ["Firefox", "Chrome", "Safari", "Edge"][n % 4].into(),
+        os: "Linux".into(),
+        bot: n.is_multiple_of(7),
+        referrer_host: n.is_multiple_of(5).then(|| "news.example.com".into()),
+        visitor: format!("v{}", n % 97),
+        qr: n.is_multiple_of(11),
+    }
+}
+
+async fn post(h: &Harness, b: &ClickBatch) -> serde_json::Value {
+    let req = Request::builder()
+        .method("POST")
+        .uri(CLICKS_PATH)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {FLEET}"))
+        .body(Body::from(serde_json::to_vec(b).unwrap()))
+        .unwrap();
+    let r = h.send(req).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.json
+}
+
+async fn scalar(h: &Harness, sql: &str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(&h.db.pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+/// 8 concurrent senders deliver 48 distinct batches; every batch is also resent, some by another
+/// sender at the same time, some after it was stored. Each id is accepted exactly once, and raw
+/// events, every rollup dimension, `links.clicks` and the stats API count each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_senders_and_resends_count_exactly_once() {
+    each_backend(|h| async move {
+        let mut links = Vec::new();
+        for i in 0..6 {
+            let l = h
+                .create(json!({"destinationUrl": format!("https://example.com/{i}")}))
+                .await;
+            links.push(l["id"].as_str().unwrap().to_owned());
+        }
+        let batches: Vec<ClickBatch> = (0..48)
+            .map(|b| ClickBatch {
+                batch_id: format!("g-{b}"),
+                proxy_id: format!("proxy-{}", b % 3),
+                events: (0..150 + b * 7)
+                    .map(|i| event(&links[(b + i) % links.len()], b * 1000 + i))
+                    .collect(),
+            })
+            .collect();
+        let batches = Arc::new(batches);
+        let h = Arc::new(h);
+        let mut tasks = Vec::new();
+        for s in 0..8usize {
+            let (h, batches) = (h.clone(), batches.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut answers = Vec::new();
+                // Own batches, plus a neighbour's at the same time, plus own again (stored).
+                for b in (s..48).step_by(8) {
+                    answers.push(post(&h, &batches[b]).await);
+                    let other = (b + 1) % 48;
+                    answers.push(post(&h, &batches[other]).await);
+                }
+                for b in (s..48).step_by(8) {
+                    answers.push(post(&h, &batches[b]).await);
+                }
+                answers
+            }));
+        }
+        let mut accepted: HashMap<String, usize> = HashMap::new();
+        let mut answers = 0;
+        for t in tasks {
+            for a in t.await.unwrap() {
+                answers += 1;
+                let id = a["batchId"].as_str().unwrap().to_owned();
+                let n = accepted.entry(id.clone()).or_default();
+                if a["accepted"] == true {
+                    *n += 1;
+                }
+                let b: usize = id.trim_start_matches("g-").parse().unwrap();
+                assert_eq!(a["events"], batches[b].events.len());
+            }
+        }
+        assert_eq!(answers, 48 * 3);
+        assert_eq!(accepted.len(), 48);
+        assert!(
+            accepted.values().all(|&n| n == 1),
+            "each batch accepted exactly once: {accepted:?}"
+        );
+
+        // Expected figures.
+        let all: Vec<&ClickEvent> = batches.iter().flat_map(|b| &b.events).collect();
+        let total = all.len() as i64;
+        let bots = all.iter().filter(|e| e.bot).count() as i64;
+        let mut humans_per_link: BTreeMap<&str, i64> = BTreeMap::new();
+        for e in &all {
+            if !e.bot {
+                *humans_per_link.entry(&e.link_id).or_default() += 1;
+            }
+        }
+        let h = Arc::into_inner(h).unwrap();
+        assert_eq!(
+            scalar(&h, "SELECT CAST(COUNT(*) AS BIGINT) FROM click_events").await,
+            total
+        );
+        assert_eq!(
+            scalar(&h, "SELECT CAST(COUNT(*) AS BIGINT) FROM ingested_batches").await,
+            48
+        );
+        for dim in ["total", "country", "device", "browser", "os", "referrer"] {
+            let sql = format!(
+                "SELECT CAST(SUM(clicks) AS BIGINT), CAST(SUM(bots) AS BIGINT) FROM click_rollups \
+                 WHERE dim = '{dim}'"
+            );
+            let row = sqlx::query(&sql).fetch_one(&h.db.pool).await.unwrap();
+            let (c, b): (i64, i64) = (row.try_get(0).unwrap(), row.try_get(1).unwrap());
+            assert_eq!((c, b), (total - bots, bots), "dimension {dim}");
+        }
+        let qr = all.iter().filter(|e| e.qr).count() as i64;
+        assert_eq!(
+            scalar(
+                &h,
+                "SELECT CAST(SUM(clicks + bots) AS BIGINT) FROM click_rollups WHERE dim = 'qr'"
+            )
+            .await,
+            qr
+        );
+        for (id, n) in &humans_per_link {
+            let r = h.admin("GET", &format!("/api/v1/links/{id}"), None).await;
+            assert_eq!(r.data()["clicks"], *n, "links.clicks of {id}");
+        }
+        let s = h
+            .admin(
+                "GET",
+                "/api/v1/stats?start=2026-01-01&end=2026-12-31&includeBots=true",
+                None,
+            )
+            .await;
+        assert_eq!(s.data()["totalClicks"], total, "{}", s.json);
+
+        let m = h.state.metrics.render();
+        assert!(
+            m.contains("sling_control_click_batches_ingested_total 48\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!(
+                "sling_control_click_events_ingested_total {total}\n"
+            )),
+            "{m}"
+        );
+        assert!(
+            m.contains("sling_control_click_batches_duplicate_total 96\n"),
+            "{m}"
+        );
+        // Some transaction really held several batches (or this test proves nothing new).
+        let groups: f64 = metric(&m, "sling_control_click_ingest_group_batches_count");
+        let grouped: f64 = metric(&m, "sling_control_click_ingest_group_batches_sum");
+        assert_eq!(grouped, 144.0, "{m}");
+        assert!(groups < grouped, "no group held two batches: {m}");
+        h
+    })
+    .await;
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing"))
+}
+
+fn prepared(b: &ClickBatch) -> Prepared {
+    Prepared::new(&BatchRef::from(b))
+}
+
+fn humans(id: &str, link: &str, n: usize) -> ClickBatch {
+    ClickBatch {
+        batch_id: id.to_owned(),
+        proxy_id: "proxy-test".into(),
+        events: (0..n)
+            .map(|i| {
+                let mut e = event(link, i);
+                e.bot = false;
+                e
+            })
+            .collect(),
+    }
+}
+
+/// One group: two fresh batches that together push a link past its click limit, one repeating
+/// an id earlier in the group, one stored before, one for an unknown link. The limit crossing is
+/// published once, in the group's transaction, and each batch gets its own outcome.
+#[tokio::test]
+async fn a_click_limit_crossed_inside_a_group_is_published() {
+    each_backend(|h| async move {
+        let id = h
+            .create(json!({"destinationUrl": "https://example.com", "clickLimit": 5}))
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let before = prepared(&humans("before", &id, 3));
+        let done = ingest_group(&h.db, &[&before], T0).await.unwrap();
+        assert!(done[0].accepted && done[0].feed_seq.is_none());
+        let seq = h.feed_head().await;
+
+        let a = prepared(&humans("a", &id, 1));
+        let b = prepared(&humans("b", &id, 2));
+        let a_again = prepared(&humans("a", &id, 1));
+        let unknown = prepared(&humans("u", "no-such-link", 4));
+        let done = ingest_group(&h.db, &[&a, &before, &b, &a_again, &unknown], T0)
+            .await
+            .unwrap();
+        let accepted: Vec<bool> = done.iter().map(|d| d.accepted).collect();
+        assert_eq!(accepted, [true, false, true, false, true]);
+        assert_eq!(
+            done.iter().map(|d| d.stored).collect::<Vec<_>>(),
+            [1, 0, 2, 0, 0]
+        );
+        assert_eq!(done[4].unknown_link, 4);
+        let published: Vec<bool> = h
+            .changes_after(seq)
+            .await
+            .into_iter()
+            .filter_map(|op| match op {
+                ChangeOp::UpsertLink { link, .. } => Some(link.click_limit_reached),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(published, [true], "the crossing is published once");
+        let head = h.feed_head().await;
+        assert_eq!(done[0].feed_seq, Some(head));
+        assert_eq!(done[2].feed_seq, Some(head));
+        let r = h.admin("GET", &format!("/api/v1/links/{id}"), None).await;
+        assert_eq!(r.data()["clicks"], 6);
+
+        // The same group again: all duplicates, nothing written, nothing published.
+        let done = ingest_group(&h.db, &[&a, &b, &unknown], T0).await.unwrap();
+        assert!(done.iter().all(|d| !d.accepted && d.stored == 0));
+        assert_eq!(h.feed_head().await, head);
+        let r = h.admin("GET", &format!("/api/v1/links/{id}"), None).await;
+        assert_eq!(r.data()["clicks"], 6);
+        h
+    })
+    .await;
+}

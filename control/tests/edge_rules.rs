@@ -201,3 +201,94 @@ async fn the_default_domain_redirects_are_set_by_an_admin_key_and_published() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_domains_own_pages_are_checked_stored_published_and_snapshotted() {
+    each_backend(|h| async move {
+        let id = h.admin("GET", "/api/v1/domains", None).await.data()["items"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let uri = format!("/api/v1/domains/{id}");
+        let r = h.admin("GET", &uri, None).await;
+        assert_eq!(
+            r.data()["pages"],
+            json!({"landing": null, "notFound": null, "gone": null})
+        );
+
+        let seq = h.feed_head().await;
+        let r = h
+            .admin(
+                "PATCH",
+                &uri,
+                Some(json!({"pages": {
+                    "landing": {"title": "  Acme <links>  ", "message": "Short links of Acme.\nSee acme.example."},
+                    "gone": {"title": "Gone", "message": ""}}})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        // Plain text, trimmed; markup is kept as text (the proxy escapes it).
+        assert_eq!(r.data()["pages"]["landing"]["title"], "Acme <links>");
+        assert_eq!(r.data()["pages"]["notFound"], serde_json::Value::Null);
+        assert_eq!(r.data()["pages"]["gone"]["title"], "Gone");
+        let ops = h.changes_after(seq).await;
+        match &ops[..] {
+            [ChangeOp::UpsertDomain { pages, .. }] => {
+                assert_eq!(pages.landing.as_ref().unwrap().title, "Acme <links>");
+                assert!(pages.not_found.is_none());
+                assert_eq!(pages.gone.as_ref().unwrap().title, "Gone");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A snapshot carries them too (a proxy that starts from it shows the same pages).
+        let body = sling_control::db::snapshot::load_body(&h.db, "localhost")
+            .await
+            .unwrap();
+        let d = &body.domains["localhost"];
+        assert_eq!(
+            d.pages.landing.as_ref().unwrap().message,
+            "Short links of Acme.\nSee acme.example."
+        );
+
+        // Bad pages: every one refused with its path, and nothing changes.
+        let before = h.admin("GET", &uri, None).await.json.clone();
+        for (body, path) in [
+            (json!({"pages": {"landing": {"title": "   ", "message": "x"}}}), "pages.landing.title"),
+            (json!({"pages": {"notFound": {"title": "x".repeat(121), "message": ""}}}), "pages.notFound.title"),
+            (json!({"pages": {"gone": {"title": "a\tb", "message": ""}}}), "pages.gone.title"),
+            (json!({"pages": {"gone": {"title": "t", "message": "x".repeat(2001)}}}), "pages.gone.message"),
+            (json!({"pages": {"gone": {"title": "t", "message": "bell\u{7}"}}}), "pages.gone.message"),
+        ] {
+            let r = h.admin("PATCH", &uri, Some(body.clone())).await;
+            r.assert_error(400, "INVALID_REQUEST");
+            let got = r.json["error"]["details"][0]["path"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(".");
+            assert_eq!(got, path, "{body}");
+        }
+        for body in [
+            json!({"pages": {"landing": {"title": "t"}}}),
+            json!({"pages": {"landing": {"title": "t", "message": "m", "html": "<b>"}}}),
+            json!({"pages": {"home": null}}),
+            json!({"pages": "x"}),
+        ] {
+            let r = h.admin("PATCH", &uri, Some(body.clone())).await;
+            assert_eq!(r.status, 400, "{body} → {}", r.json);
+        }
+        let after = h.admin("GET", &uri, None).await.json.clone();
+        assert_eq!(before["data"], after["data"]);
+
+        // null restores the built-in page; absent pages are kept.
+        let r = h
+            .admin("PATCH", &uri, Some(json!({"pages": {"landing": null}})))
+            .await;
+        assert_eq!(r.data()["pages"]["landing"], serde_json::Value::Null);
+        assert_eq!(r.data()["pages"]["gone"]["title"], "Gone");
+        h
+    })
+    .await;
+}

@@ -35,6 +35,7 @@ use crate::plans::DomainKind;
 use crate::state::AppState;
 use crate::validate::{self, rfc3339};
 use crate::verify::{self, HTTP_PREFIX, TXT_LABEL};
+use sling_shared::link::{DomainPages, PageText};
 
 /// A domain as the API shows it.
 #[derive(Debug, Serialize)]
@@ -53,6 +54,8 @@ pub struct DomainView {
     pub https_redirect: bool,
     pub root_redirect: Option<String>,
     pub not_found_redirect: Option<String>,
+    /// The domain's own wording for its landing, 404 and 410 pages (`null`: built-in page).
+    pub pages: DomainPages,
     pub created_at: String,
     pub verified_at: Option<String>,
     /// What to publish: the proofs of ownership and where to point the host. Custom domains
@@ -86,6 +89,7 @@ pub fn view(d: DomainRow, policy: &DomainPolicy) -> DomainView {
         status: d.status,
         root_redirect: d.root_redirect,
         not_found_redirect: d.not_found_redirect,
+        pages: d.pages,
         id: d.id,
         host: d.host,
     }
@@ -145,6 +149,81 @@ pub struct DomainPatch {
     pub not_found_redirect: Option<Option<String>>,
     #[serde(default)]
     pub https_redirect: Option<bool>,
+    #[serde(default)]
+    pub pages: Option<PagesPatch>,
+}
+
+/// `pages` of a PATCH: an absent page is unchanged, `null` restores the built-in one.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PagesPatch {
+    #[serde(default, deserialize_with = "present")]
+    pub landing: Option<Option<PageTextIn>>,
+    #[serde(default, deserialize_with = "present")]
+    pub not_found: Option<Option<PageTextIn>>,
+    #[serde(default, deserialize_with = "present")]
+    pub gone: Option<Option<PageTextIn>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageTextIn {
+    pub title: String,
+    pub message: String,
+}
+
+/// Longest page title and message, in characters: a heading and a paragraph, not a document.
+const MAX_PAGE_TITLE: usize = 120;
+const MAX_PAGE_MESSAGE: usize = 2000;
+
+impl PagesPatch {
+    /// Applies the patch to `pages` after checking every given page.
+    fn apply(self, pages: &mut DomainPages) -> ApiResult<()> {
+        for (name, patch, slot) in [
+            ("landing", self.landing, &mut pages.landing),
+            ("notFound", self.not_found, &mut pages.not_found),
+            ("gone", self.gone, &mut pages.gone),
+        ] {
+            match patch {
+                None => {}
+                Some(None) => *slot = None,
+                Some(Some(text)) => *slot = Some(page_text(name, text)?),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A page's text: plain text (the proxy escapes it), a non-empty one-line title, a message
+/// whose only control characters are line breaks.
+fn page_text(name: &'static str, text: PageTextIn) -> ApiResult<PageText> {
+    let title = text.title.trim();
+    let message = text.message.trim();
+    let bad = |field: &'static str, m: &str| {
+        ApiError::invalid_field(&["pages", name, field], m.to_owned())
+    };
+    if title.is_empty() {
+        return Err(bad("title", "must not be empty"));
+    }
+    if title.chars().count() > MAX_PAGE_TITLE {
+        return Err(bad("title", "is longer than 120 characters"));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(bad("title", "must be one line without control characters"));
+    }
+    if message.chars().count() > MAX_PAGE_MESSAGE {
+        return Err(bad("message", "is longer than 2000 characters"));
+    }
+    if message.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(bad(
+            "message",
+            "must not contain control characters other than line breaks",
+        ));
+    }
+    Ok(PageText {
+        title: title.to_owned(),
+        message: message.to_owned(),
+    })
 }
 
 /// `GET /api/v1/domains`
@@ -213,6 +292,7 @@ pub async fn create(
         failure_reason: None,
         verified_at: None,
         https_redirect: body.https_redirect.unwrap_or(false),
+        pages: Default::default(),
         created_at: now,
     };
 
@@ -432,6 +512,9 @@ pub async fn update(
     if let Some(v) = not_found {
         row.not_found_redirect = v;
     }
+    if let Some(pages) = patch.pages {
+        pages.apply(&mut row.pages)?;
+    }
     if !domains::update_behaviour(&mut w.tx, &row, now).await? {
         return Err(ApiError::NotFound("domain"));
     }
@@ -580,13 +663,20 @@ pub fn openapi_operation(op: super::Op) -> serde_json::Value {
         "TXT {name, value} or HTTP {url, body}: either proves ownership. CNAME/A/AAAA {name, value}: where to point the host (when the operator configured --fleet-cname / --fleet-ips).",
         "properties": {"type": {"enum": ["TXT", "HTTP", "CNAME", "A", "AAAA"]},
             "name": s, "value": s, "url": s, "body": s}});
+    let page = json!({"type": ["object", "null"], "additionalProperties": false,
+        "required": ["title", "message"], "description":
+        "Plain text shown in the built-in page template (escaped; no markup). null: the built-in page in the visitor's language.",
+        "properties": {"title": {"type": "string", "minLength": 1, "maxLength": MAX_PAGE_TITLE},
+            "message": {"type": "string", "maxLength": MAX_PAGE_MESSAGE}}});
+    let pages = json!({"type": "object", "additionalProperties": false, "properties": {
+        "landing": page, "notFound": page, "gone": page}});
     let domain = json!({"type": "object", "properties": {
         "id": s, "host": s, "isDefault": {"type": "boolean"},
         "verified": {"type": "boolean", "description": "Ownership proven; links may use the domain"},
         "status": {"enum": ["pending", "verified", "issuing", "active", "failed"]},
         "failureReason": opt_s, "verifyMethod": {"enum": ["dns", "http", null]},
         "httpsRedirect": {"type": "boolean"},
-        "rootRedirect": url, "notFoundRedirect": url,
+        "rootRedirect": url, "notFoundRedirect": url, "pages": pages,
         "createdAt": time, "verifiedAt": opt_time,
         "records": {"type": "array", "items": record}, "hint": s}});
     let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
@@ -636,6 +726,8 @@ pub fn openapi_operation(op: super::Op) -> serde_json::Value {
             "requestBody": {"required": true, "content": {"application/json": {"schema": {
                 "type": "object", "additionalProperties": false,
                 "properties": {"rootRedirect": url, "notFoundRedirect": url,
+                    "pages": {"allOf": [pages], "description":
+                        "The landing (`/`), 404 and 410 pages' wording; an absent page is unchanged, null restores the built-in page"},
                     "httpsRedirect": {"type": "boolean", "description":
                         "Plain-HTTP requests get a 308 to https:// once the domain has a certificate"}}}}}},
             "responses": {

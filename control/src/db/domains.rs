@@ -4,6 +4,7 @@
 //! team id and never see another team's rows.
 
 use sling_shared::feed::ChangeOp;
+use sling_shared::link::DomainPages;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -28,6 +29,8 @@ pub struct DomainRow {
     pub failure_reason: Option<String>,
     pub verified_at: Option<i64>,
     pub https_redirect: bool,
+    /// The domain's own wording for its landing, 404 and 410 pages.
+    pub pages: DomainPages,
     pub created_at: i64,
 }
 
@@ -39,14 +42,14 @@ impl DomainRow {
             host: self.host.clone(),
             root_redirect: self.root_redirect.clone(),
             not_found_redirect: self.not_found_redirect.clone(),
-            pages: Default::default(),
+            pages: self.pages.clone(),
         }
     }
 }
 
 pub(crate) const COLUMNS: &str = "id, team_id, host, is_default, verified, root_redirect, \
      not_found_redirect, status, verify_method, verify_token, failure_reason, verified_at, \
-     https_redirect, created_at";
+     https_redirect, pages, created_at";
 
 pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<DomainRow> {
     Ok(DomainRow {
@@ -63,8 +66,19 @@ pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<DomainRow> {
         failure_reason: row.try_get("failure_reason")?,
         verified_at: row.try_get("verified_at")?,
         https_redirect: row.try_get::<i64, _>("https_redirect")? != 0,
+        pages: pages_from_json(&row.try_get::<String, _>("pages")?)?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// The stored JSON of `domains.pages` (written only by [`pages_json`]).
+fn pages_from_json(s: &str) -> sqlx::Result<DomainPages> {
+    serde_json::from_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// `pages` as stored.
+pub fn pages_json(pages: &DomainPages) -> sqlx::Result<String> {
+    serde_json::to_string(pages).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
 pub async fn by_host<'c, E>(exec: E, host: &str) -> sqlx::Result<Option<DomainRow>>
@@ -128,11 +142,12 @@ pub async fn update_behaviour(
     now_ms: i64,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
-        "UPDATE domains SET root_redirect = $1, not_found_redirect = $2, updated_at = $3 \
-         WHERE id = $4",
+        "UPDATE domains SET root_redirect = $1, not_found_redirect = $2, pages = $3, \
+         updated_at = $4 WHERE id = $5",
     )
     .bind(&row.root_redirect)
     .bind(&row.not_found_redirect)
+    .bind(pages_json(&row.pages)?)
     .bind(now_ms)
     .bind(&row.id)
     .execute(conn)
@@ -371,6 +386,7 @@ pub async fn ensure_premium(db: &Db, hosts: &[String]) -> sqlx::Result<u64> {
                     failure_reason: None,
                     verified_at: Some(now),
                     https_redirect: false,
+                    pages: Default::default(),
                     created_at: now,
                 };
                 insert(&mut w.tx, &d, now).await?;

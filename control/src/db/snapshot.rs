@@ -24,7 +24,7 @@ pub async fn load_body(db: &Db, default_host: &str) -> anyhow::Result<SnapshotBo
                 host: d.host,
                 root_redirect: d.root_redirect,
                 not_found_redirect: d.not_found_redirect,
-                pages: Default::default(),
+                pages: d.pages,
                 links: Default::default(),
             },
         );

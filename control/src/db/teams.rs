@@ -187,6 +187,7 @@ pub async fn bootstrap(db: &Db, default_domain_host: &str) -> anyhow::Result<Opt
                 failure_reason: None,
                 verified_at: None,
                 https_redirect: false,
+                pages: Default::default(),
                 created_at: now,
             };
             sqlx::query(

@@ -525,6 +525,9 @@ mod worker {
                 .unwrap();
             let r = store::finish(&w, &job, &issued, &facts, &[]).await;
             assert!(matches!(r, Err(AttemptError::Gone)), "{r:?}");
+            // A failure recorded for it changes nothing either.
+            let failed = AttemptError::Failure("x".into());
+            assert!(!store::fail(&w, &job, &failed, &[]).await.unwrap());
             assert!(certs::get(&h.db.pool, &gone).await.unwrap().is_none());
 
             // Alive: stored with its key sealed, domain active, event, proxies told.

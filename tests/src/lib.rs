@@ -25,6 +25,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod pebble;
+
 /// How long a program may take from spawn to printing its `listening …` lines (debug builds
 /// run migrations and open databases slowly on a loaded 2-core machine).
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

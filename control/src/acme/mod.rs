@@ -253,20 +253,23 @@ async fn process(w: Arc<Worker>, row: acme::OrderRow) {
                 tracing::warn!(error = %e, "removing challenge answers failed; they expire");
             }
         }
-        Err(e) => {
-            match &e {
+        Err(e) => match store::fail(&w, &job, &e, &published).await {
+            Ok(true) => match &e {
                 AttemptError::Failure(reason) => {
                     tracing::warn!(host = %job.host, %reason, "ACME order failed");
                 }
                 other => {
-                    tracing::info!(host = %job.host, reason = %other.reason(), "ACME order delayed")
+                    tracing::info!(host = %job.host, reason = %other.reason(), "ACME order delayed");
                 }
+            },
+            Ok(false) => {
+                tracing::info!(host = %job.host, "domain deleted mid-order; attempt discarded");
             }
-            if let Err(db_err) = store::fail(&w, &job, &e, &published).await {
-                // The lease expires and the order runs again: delayed, not dropped.
+            // The lease expires and the order runs again: delayed, not dropped.
+            Err(db_err) => {
                 tracing::warn!(error = %db_err, host = %job.host, "recording an ACME failure failed");
             }
-        }
+        },
     }
 }
 

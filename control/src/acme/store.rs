@@ -120,13 +120,14 @@ pub async fn finish(
 }
 
 /// Records a failed attempt: retry with backoff, or give up after `max_failures` real failures.
-/// Takes the attempt's challenge answers down either way.
+/// Takes the attempt's challenge answers down either way. Returns false when the order was gone
+/// (the domain deleted meanwhile, or the lease lost): then only the answers are removed.
 pub async fn fail(
     wk: &Worker,
     job: &Job,
     err: &AttemptError,
     published: &[String],
-) -> sqlx::Result<()> {
+) -> sqlx::Result<bool> {
     let state = &wk.state;
     let cfg = &wk.cfg;
     let now = db::now_ms();
@@ -210,7 +211,7 @@ pub async fn fail(
     if let Some(seq) = seq {
         state.changes_committed(seq);
     }
-    Ok(())
+    Ok(settled)
 }
 
 /// Takes down the answers of an order abandoned because its domain went away.

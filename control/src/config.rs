@@ -431,3 +431,56 @@ impl DomainArgs {
         Ok((verify, policy))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renew_fractions_parse_as_decimals_ratios_or_percentages() {
+        assert!((parse_fraction("2/3").unwrap() - 2.0 / 3.0).abs() < 1e-9);
+        assert!((parse_fraction("0.5").unwrap() - 0.5).abs() < 1e-9);
+        assert!((parse_fraction(" 75% ").unwrap() - 0.75).abs() < 1e-9);
+        for bad in ["0", "1", "3/2", "-0.1", "half", "1/0"] {
+            assert!(parse_fraction(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn acme_is_off_without_a_directory_and_checked_with_one() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            acme: AcmeArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("sling").chain(args.iter().copied()))
+                .unwrap()
+                .acme
+                .validate()
+        };
+        assert!(parse(&[]).unwrap().is_none());
+        let cfg = parse(&[
+            "--acme-directory",
+            "https://ca.example/dir",
+            "--acme-contact",
+            "mailto:a@example.com,mailto:b@example.com",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(cfg.contact.len(), 2);
+        assert!((cfg.renew_fraction - 2.0 / 3.0).abs() < 1e-9);
+        assert!(parse(&["--acme-directory", "http://ca.example/dir"]).is_err());
+        assert!(
+            parse(&[
+                "--acme-directory",
+                "https://ca.example/dir",
+                "--acme-contact",
+                "ops@example.com"
+            ])
+            .is_err()
+        );
+    }
+}

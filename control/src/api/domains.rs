@@ -381,6 +381,7 @@ pub async fn check_and_record(
     let now = db::now_ms();
     let mut w = state.db.begin_write().await?;
     let mut ops = Vec::new();
+    let mut order_requested = false;
     match outcome {
         Ok(method) => {
             if domains::mark_verified(&mut w.tx, &team_id, &row.id, method.as_str(), now).await? {
@@ -398,6 +399,7 @@ pub async fn check_and_record(
                 )
                 .await?;
                 domains::request_certificate(&mut w.tx, &row.id, now).await?;
+                order_requested = true;
                 ops.push(ChangeOp::TlsChanged);
                 tracing::info!(domain_id = %row.id, host = %row.host, method = method.as_str(),
                     "custom domain verified");
@@ -435,6 +437,10 @@ pub async fn check_and_record(
         let seq = changes::append(&mut w, &ops, now).await?;
         w.commit().await?;
         state.changes_committed(seq);
+    }
+    if order_requested {
+        // Order the certificate now rather than at the worker's next poll.
+        state.acme_wake.notify_one();
     }
     Ok(stored.unwrap_or(row))
 }

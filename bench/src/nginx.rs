@@ -8,7 +8,8 @@
 //! a small HTML body to its 302; the report shows bytes per response for both sides.
 //!
 //! With [`TlsFiles`] the same server also listens with TLS (`ssl_protocols TLSv1.2 TLSv1.3`,
-//! HTTP/2 by ALPN, a shared session cache and tickets — the usual production settings).
+//! HTTP/2 by ALPN, a shared session cache and tickets — the usual production settings), with the
+//! cipher suites sling-proxy serves in sling's order, so both negotiate the same suite.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,6 +62,10 @@ pub fn write_config(
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
+        # The suites and order sling-proxy serves (AES-128-GCM first, server's choice).
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305;
         ssl_session_cache shared:SSL:10m;
         ssl_session_timeout 1h;",
             port = t.port,

@@ -552,10 +552,15 @@ async fn alpn_h2_and_http1_both_get_the_redirect() {
             assert_eq!(answer.headers["location"], "https://example.com/a?x=1");
         }
     }
-    // A client offering both gets h2 (the server's preference).
+    // A client offering both gets h2 (the server's preference), and AES-128-GCM although
+    // rustls' client lists AES-256-GCM first.
     let config = client_config(&ca, &[b"http/1.1", b"h2"]);
     let tls = connect(proxy.https, &config, "localhost").await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    assert_eq!(
+        tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+    );
     proxy.shutdown().await;
 }
 

@@ -546,8 +546,11 @@ pub async fn run(args: TlsArgs) -> anyhow::Result<()> {
          - sling's click tracking is {clicks} (`redirect` and `clicks` measure the click path); nginx keeps its \
            buffered access log, as in `redirect`.\n\
          - nginx: `ssl_protocols TLSv1.2 TLSv1.3`, `listen … ssl http2` (nginx 1.22 has no `http2 on`), \
-           `ssl_session_cache shared:SSL:10m`, tickets on (default), keep-alive unlimited. sling: session cache and \
-           ticket key on (rustls defaults otherwise). Both send TLS 1.3 session tickets after each handshake.\n\n",
+           `ssl_session_cache shared:SSL:10m`, tickets on (default), keep-alive unlimited, and sling's cipher suites \
+           in sling's order with `ssl_prefer_server_ciphers on` (AES-128-GCM first: sling-proxy picks it over a \
+           client's preference for AES-256-GCM-SHA384, whose SHA-384 key schedule is slow on this CPU), so both \
+           negotiate the same suite. sling: session cache and ticket key on (rustls defaults otherwise). Both send \
+           TLS 1.3 session tickets after each handshake.\n\n",
         conc = args.handshake_concurrency,
         conns = args.load.connections,
         threads = args.load.threads,

@@ -35,6 +35,30 @@ pub const WELL_KNOWN_PREFIX: &str = "/.well-known/";
 /// Server-side sessions kept for TLS 1.2 resumption by session id (about 100 bytes each).
 const SESSION_CACHE_SIZE: usize = 32 * 1024;
 
+/// ring's cipher suites with AES-128-GCM first in each protocol version. Many clients (curl,
+/// rustls, Go) list AES-256-GCM-SHA384 first; its SHA-384 key schedule runs on ring's portable
+/// SHA-512 code on CPUs without a vector path (AMD), which cost about a tenth of the server's time
+/// per full handshake in the `tls` bench, while SHA-256 runs on the SHA extensions. AES-128-GCM is
+/// what browsers prefer anyway; ChaCha20 stays available, last.
+fn provider() -> CryptoProvider {
+    use rustls::CipherSuite as S;
+    let mut provider = rustls::crypto::ring::default_provider();
+    // Stable sort: TLS 1.3 suites stay before TLS 1.2 ones.
+    provider.cipher_suites.sort_by_key(|suite| {
+        let aes128 = matches!(
+            suite.suite(),
+            S::TLS13_AES_128_GCM_SHA256
+                | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        );
+        (
+            suite.version().version != rustls::ProtocolVersion::TLSv1_3,
+            !aes128,
+        )
+    });
+    provider
+}
+
 /// The proxy's TLS state and the means to change it.
 #[derive(Debug)]
 pub struct TlsEdge {
@@ -53,7 +77,7 @@ impl TlsEdge {
     /// Reads the certificate files, if configured. An unreadable or mismatched file is an error:
     /// the operator asked for it explicitly.
     pub fn new(config: &TlsConfig, default_host: &str) -> anyhow::Result<Self> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let file = match &config.cert_files {
             None => None,
             Some((cert, key)) => {
@@ -142,8 +166,27 @@ impl TlsEdge {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver::SniResolver::new(self.tables.clone())));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Our order (AES-128-GCM first, see `provider`), not the client's.
+        config.ignore_client_order = true;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
         config.ticketer = rustls::crypto::ring::Ticketer::new().context("TLS ticket key")?;
         Ok(Arc::new(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aes128_gcm_leads_each_protocol_version() {
+        let suites: Vec<_> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(suites[0], rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(suites[1], rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+        assert_eq!(
+            suites[3],
+            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        );
+        assert_eq!(suites.len(), 9);
     }
 }

@@ -101,6 +101,8 @@ struct Stub {
     tls: Option<TlsState>,
     changes: Vec<Change>,
     tls_fetches: usize,
+    /// After [`ControlStub::reset_with`]: the feed forgot everything before this snapshot.
+    reset_snapshot: Option<(u64, Vec<u8>)>,
 }
 
 /// The snapshot the proxy starts from has this sequence; feed changes come after it.
@@ -172,6 +174,24 @@ impl ControlStub {
         self.head.send_replace(seq);
     }
 
+    /// The feed forgets its history (a proxy behind it must reset onto a new snapshot) while the
+    /// TLS state changes: the `TlsChanged` falls into the gap and is never seen.
+    fn reset_with(&self, mut tls: TlsState) {
+        let mut inner = self.inner.lock().unwrap();
+        let seq = *self.head.borrow() + 5;
+        let mut body = SnapshotBody::new("localhost");
+        body.insert_link(
+            "localhost",
+            "abc",
+            LinkRecord::plain("l1", "https://example.com/a"),
+        );
+        inner.reset_snapshot = Some((seq, encode(&body, seq, 0).unwrap()));
+        inner.changes.clear();
+        tls.seq = seq;
+        inner.tls = Some(tls);
+        self.head.send_replace(seq);
+    }
+
     fn tls_fetches(&self) -> usize {
         self.inner.lock().unwrap().tls_fetches
     }
@@ -206,6 +226,10 @@ impl ControlStub {
                     tokio::time::timeout(Duration::from_millis(300), head.wait_for(|h| *h > after))
                         .await;
                 let inner = self.inner.lock().unwrap();
+                let (snapshot_seq, reset) = match &inner.reset_snapshot {
+                    Some((seq, _)) => (*seq, after < *seq),
+                    None => (SNAPSHOT_SEQ, false),
+                };
                 let page = FeedPage {
                     changes: inner
                         .changes
@@ -214,12 +238,26 @@ impl ControlStub {
                         .cloned()
                         .collect(),
                     head_seq: *self.head.borrow(),
-                    snapshot_seq: SNAPSHOT_SEQ,
-                    reset: false,
+                    snapshot_seq,
+                    reset,
                 };
                 reply(200, serde_json::to_vec(&page).unwrap())
             }
-            "/internal/v1/snapshot" => reply(304, Vec::new()),
+            "/internal/v1/snapshot" => {
+                let newer_than: u64 = query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("newer_than="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let inner = self.inner.lock().unwrap();
+                match &inner.reset_snapshot {
+                    Some((seq, bytes)) if newer_than < *seq => Response::builder()
+                        .header("x-sling-snapshot-seq", seq.to_string())
+                        .body(Full::new(Bytes::from(bytes.clone())))
+                        .unwrap(),
+                    _ => reply(304, Vec::new()),
+                }
+            }
             "/internal/v1/tls" => {
                 let mut inner = self.inner.lock().unwrap();
                 inner.tls_fetches += 1;
@@ -611,6 +649,43 @@ async fn certificates_added_and_replaced_through_the_feed_without_restart() {
     }
     let metrics = proxy.metrics().await;
     assert!(metrics.contains("sling_proxy_tls_state_seq 3"), "{metrics}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_feed_reset_refetches_the_tls_state() {
+    let ca = Ca::new();
+    let before = ca.issue(&["r.example"]);
+    let after = ca.issue(&["r.example"]);
+    let control = ControlStub::start(Some(state(
+        vec![entry("r.example", &before, false)],
+        vec![],
+    )))
+    .await;
+    let dir = snapshot_dir();
+    let url = control.url();
+    let proxy = start(
+        dir.path(),
+        Options {
+            control: Some(&url),
+            ..Options::default()
+        },
+    )
+    .await;
+    let config = client_config(&ca, &[b"http/1.1"]);
+    wait_for_leaf(proxy.https, &config, "r.example", &before.der).await;
+
+    // No `TlsChanged` reaches the proxy: only the reset can make it look again.
+    control.reset_with(state(vec![entry("r.example", &after, false)], vec![]));
+    wait_for_leaf(proxy.https, &config, "r.example", &after.der).await;
+    assert_eq!(
+        https_get(proxy.https, &config, "r.example", "/abc")
+            .await
+            .status,
+        302
+    );
+    let metrics = proxy.metrics().await;
+    assert!(metrics.contains("sling_proxy_snapshot_seq 6"), "{metrics}");
     proxy.shutdown().await;
 }
 

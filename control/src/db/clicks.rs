@@ -201,6 +201,11 @@ impl<'a> RowSet<'a> {
         self.rows.is_empty()
     }
 
+    /// Rows pushed.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len() / self.cols.len().max(1)
+    }
+
     /// The FROM-clause source (aliased `alias`, columns named as in `cols`) whose parameters
     /// start at `$first`, and the parameter values to bind in order.
     pub(crate) fn source(
@@ -526,8 +531,11 @@ pub async fn ingest_group(
     if candidates.is_empty() {
         return Ok(out);
     }
+    // Per-statement times for the debug log (where a slow group spends its time).
+    let mut lap = Laps::new();
     let mut w = db.begin_write().await?;
     let backend = w.backend;
+    lap.mark("begin");
 
     let mut ids = RowSet::new(BATCH_COLS, candidates.len());
     for (&id, &i) in &candidates {
@@ -557,6 +565,7 @@ pub async fn ingest_group(
             fresh.push(i);
         }
     }
+    lap.mark("batch_ids");
     if fresh.is_empty() {
         // Dropping `w` rolls back (nothing was written).
         return Ok(out);
@@ -590,6 +599,7 @@ pub async fn ingest_group(
             teams.insert(row.try_get("id")?, row.try_get("team_id")?);
         }
     }
+    lap.mark("links");
 
     let stored_total: usize = fresh.iter().map(|&i| batches[i].len()).sum();
     let mut events = RowSet::new(EVENT_COLS, stored_total);
@@ -646,6 +656,7 @@ pub async fn ingest_group(
         }
     }
 
+    lap.mark("aggregate");
     let mut feed_seq = None;
     if !events.is_empty() {
         let (src, params) = events.source(backend, 1, "j")?;
@@ -654,6 +665,7 @@ pub async fn ingest_group(
              referrer_host, visitor, qr) SELECT l, t, a, c, d, b, o, x, r, v, q FROM {src}"
         );
         execute_with(&mut w.tx, &sql, params).await?;
+        lap.mark("events");
 
         let mut rows = RowSet::new(ROLLUP_COLS, rollups.len());
         for (&(l, k, d, v), &(c, x)) in &rollups {
@@ -678,6 +690,7 @@ pub async fn ingest_group(
              bots = click_rollups.bots + excluded.bots"
         );
         execute_with(&mut w.tx, &sql, params).await?;
+        lap.mark("rollups");
 
         if !humans.is_empty() {
             let mut counts = RowSet::new(COUNT_COLS, humans.len());
@@ -693,13 +706,55 @@ pub async fn ingest_group(
             // exactly once, in this transaction.
             let (src, params) = counts.source(backend, 1, "j")?;
             feed_seq = super::links::publish_exhausted(&mut w, &src, params, now_ms).await?;
+            lap.mark("counters");
         }
     }
     w.commit().await?;
+    lap.mark("commit");
+    tracing::debug!(
+        batches = batches.len(),
+        fresh = fresh.len(),
+        events = events.len(),
+        rollup_rows = rollups.len(),
+        links = humans.len(),
+        ms = %lap,
+        "click group stored"
+    );
     for &i in &fresh {
         out[i].feed_seq = feed_seq;
     }
     Ok(out)
+}
+
+/// Named lap times of one group, for its debug log line.
+struct Laps {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Laps {
+    fn new() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            laps: Vec::with_capacity(8),
+        }
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl fmt::Display for Laps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, d)) in self.laps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={:.1}", d.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
+    }
 }
 
 /// Deletes raw events and remembered batch ids older than `cutoff_ms`; returns the events

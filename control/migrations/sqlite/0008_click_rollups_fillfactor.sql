@@ -1,0 +1,2 @@
+-- Kept in step with postgres/0008_click_rollups_fillfactor.sql, which sets a Postgres storage
+-- parameter (fillfactor of click_rollups) that SQLite does not have. No schema change.

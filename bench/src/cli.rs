@@ -236,9 +236,15 @@ pub struct ClicksArgs {
     /// Concurrent senders POSTing click batches in the ingest runs.
     #[arg(long, default_value_t = 4)]
     pub senders: u32,
-    /// Events in each ingest batch.
-    #[arg(long, default_value_t = 1_000)]
-    pub batch_events: usize,
+    /// Ingest runs per database, comma-separated `TIMES:EVENTS`: EVENTS per batch, event times
+    /// `recent` (the last two seconds, as a proxy stamps them) or `hour` (random over the last
+    /// hour: little for rollups to aggregate).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "recent:5000,recent:1000,hour:1000"
+    )]
+    pub ingest_cases: Vec<String>,
     /// Links the ingest events refer to (created through the API first).
     #[arg(long, default_value_t = 1_000)]
     pub ingest_links: u64,

@@ -7,10 +7,11 @@
 //!    alternately (on, off, on, off, …); the ratio on/off is taken per pair. After each run the
 //!    control plane's `click_events_ingested` counter is awaited until it has taken every click
 //!    the proxy served (delivered/served in the report).
-//! 2. Ingest. For each of `--ingest-dbs`, a fresh `sling serve` (the server under test, on the
-//!    server core) and `--ingest-links` links; `--senders` tasks POST pre-built `ClickBatch`
-//!    bodies of `--batch-events` events (each with a new batch id) to `/internal/v1/clicks` with
-//!    the fleet token, closed loop. Events/s and batch latency.
+//! 2. Ingest. For each of `--ingest-dbs` and each of `--ingest-cases` (batch size; event times
+//!    recent, as a proxy stamps them, or spread over the last hour), a fresh `sling serve` (the
+//!    server under test, on the server core) and `--ingest-links` links; `--senders` tasks POST
+//!    pre-built `ClickBatch` bodies (each with a new batch id) to `/internal/v1/clicks` with the
+//!    fleet token, closed loop. Events/s and batch latency.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,11 +67,71 @@ struct ThroughputRun {
     wrk: WrkSummary,
 }
 
+/// Event times of an ingest case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Times {
+    /// The last two seconds: what a proxy sends (it stamps clicks on arrival and ships every
+    /// 250 ms), so a batch touches one or two 15-minute rollup buckets.
+    Recent,
+    /// Random over the last hour: five buckets per link, little for rollups to aggregate.
+    Hour,
+}
+
+impl Times {
+    fn name(self) -> &'static str {
+        match self {
+            Times::Recent => "recent",
+            Times::Hour => "hour",
+        }
+    }
+    fn span_ms(self) -> i64 {
+        match self {
+            Times::Recent => 2_000,
+            Times::Hour => 3_600_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IngestCase {
+    times: Times,
+    batch_events: usize,
+}
+
+fn parse_cases(raw: &[String]) -> anyhow::Result<Vec<IngestCase>> {
+    raw.iter()
+        .map(|c| {
+            let (t, n) = c
+                .split_once(':')
+                .with_context(|| format!("--ingest-cases: {c:?} is not TIMES:EVENTS"))?;
+            let times = match t {
+                "recent" => Times::Recent,
+                "hour" => Times::Hour,
+                _ => anyhow::bail!("--ingest-cases: times {t:?} is not recent or hour"),
+            };
+            let batch_events: usize = n
+                .parse()
+                .with_context(|| format!("--ingest-cases: {n:?} is not a number of events"))?;
+            anyhow::ensure!(
+                (1..=MAX_BATCH_EVENTS).contains(&batch_events),
+                "--ingest-cases: events per batch must be between 1 and {MAX_BATCH_EVENTS}"
+            );
+            Ok(IngestCase {
+                times,
+                batch_events,
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct IngestRun {
     backend: Backend,
     database: Option<String>,
+    times: Times,
     batch_events: usize,
     senders: u32,
     events_per_sec: f64,
@@ -88,10 +149,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         args.links >= 1 && args.ingest_links >= 1,
         "--links and --ingest-links must be at least 1"
     );
-    anyhow::ensure!(
-        (1..=MAX_BATCH_EVENTS).contains(&args.batch_events),
-        "--batch-events must be between 1 and {MAX_BATCH_EVENTS}"
-    );
+    let cases = parse_cases(&args.ingest_cases)?;
     let wrk_bin = env::find_tool(&env::WRK)?;
     let server_pin = env::pin(c, c.server_cpu)?;
     let client_pin = env::pin(c, c.client_cpu)?;
@@ -131,8 +189,21 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
     let mut ingest = Vec::new();
     if !args.no_ingest {
         for &backend in &args.ingest_dbs {
-            ingest
-                .push(ingest_run(&args, &bins, backend, &client, &server_pin, &work, &run).await?);
+            for &case in &cases {
+                ingest.push(
+                    ingest_run(
+                        &args,
+                        &bins,
+                        backend,
+                        case,
+                        &client,
+                        &server_pin,
+                        &work,
+                        &run,
+                    )
+                    .await?,
+                );
+            }
         }
     }
 
@@ -155,6 +226,8 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         .filter(|r| r.clicks)
         .fold((0, 0), |(s, d), r| (s + r.served, d + r.delivered));
     let delivered_share = (served > 0).then(|| delivered as f64 / served as f64);
+    // The target is judged on the first Postgres case (by default recent times, 5,000-event
+    // batches: what loaded proxies send); every case is reported.
     let pg_rate = ingest
         .iter()
         .filter(|r| r.backend == Backend::Postgres)
@@ -172,7 +245,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         "sample": args.load.sample,
         "ingestDbs": args.ingest_dbs,
         "senders": args.senders,
-        "batchEvents": args.batch_events,
+        "ingestCases": cases,
         "ingestLinks": args.ingest_links,
         "seed": c.seed,
     });
@@ -231,9 +304,10 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
     }
     for r in &ingest {
         md.push_str(&format!(
-            "- Ingest into {}: **{:.0} events/s** ({:.1} batches/s of {} events, {} senders), batch latency p50 {} ms, \
+            "- Ingest into {} ({} times): **{:.0} events/s** ({:.1} batches/s of {} events, {} senders), batch latency p50 {} ms, \
              p99 {} ms, errors {}{}.\n",
             r.backend.name(),
+            r.times.name(),
             r.events_per_sec,
             r.batches.requests_per_sec,
             r.batch_events,
@@ -302,6 +376,8 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
                 let l = &r.batches.latency;
                 vec![
                     r.backend.name().into(),
+                    r.times.name().into(),
+                    r.batch_events.to_string(),
                     format!("{:.0}", r.events_per_sec),
                     format!("{:.1}", r.batches.requests_per_sec),
                     ms(l.p50_us as f64),
@@ -319,6 +395,8 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         md.push_str(&md_table(
             &[
                 "database",
+                "event times",
+                "events/batch",
                 "events/s",
                 "batches/s",
                 "p50 ms",
@@ -347,11 +425,12 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
            it stopped rising (or reached the served count), against wrk's completed requests (warm-up + run). \
            Requests still in flight when wrk stops may be served but not counted by wrk, so the share can \
            slightly exceed 1.\n\
-         - Ingest: a fresh `sling serve` per database on CPU {sc} (Postgres itself is not pinned), {il} links; \
-           {senders} senders each POST a pre-built batch of {be} events (random links, times, countries, \
-           devices; a new batch id per request, so nothing is deduplicated) with the fleet token and check the \
-           receipt; closed loop, {dur} s after {warm} s of warm-up. The senders run inside the harness (not \
-           pinned).\n\n",
+         - Ingest: a fresh `sling serve` (and database) per database and case on CPU {sc} (Postgres itself is \
+           not pinned), {il} links; {senders} senders each POST pre-built batches (random links, countries, \
+           devices; event times `recent`: within two seconds of the run's start, as a proxy stamps them, or \
+           `hour`: random over the last hour; a new batch id per request, so nothing is deduplicated) with the \
+           fleet token and check the receipt; closed loop, {dur} s after {warm} s of warm-up. The senders run \
+           inside the harness (not pinned).\n\n",
         links = args.links,
         db = args.throughput_db.name(),
         sc = c.server_cpu,
@@ -362,7 +441,6 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         warm = args.load.warmup,
         il = args.ingest_links,
         senders = args.senders,
-        be = args.batch_events,
     ));
     md.push_str("![throughput](throughput.svg)\n\n![ingest](ingest.svg)\n");
     run.write_md(&md)?;
@@ -381,7 +459,17 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
             &[series(true), series(false)],
         ),
     )?;
-    let groups: Vec<String> = ingest.iter().map(|r| r.backend.name().into()).collect();
+    let groups: Vec<String> = ingest
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} ×{}",
+                r.backend.name(),
+                r.times.name(),
+                r.batch_events
+            )
+        })
+        .collect();
     run.write_file(
         "ingest.svg",
         &svg::grouped_bars(
@@ -389,10 +477,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
             "events/s",
             &groups,
             &[Series {
-                name: format!(
-                    "{} events/batch, {} senders",
-                    args.batch_events, args.senders
-                ),
+                name: format!("{} senders", args.senders),
                 values: ingest.iter().map(|r| r.events_per_sec).collect(),
             }],
         ),
@@ -566,23 +651,31 @@ where
     last
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn ingest_run(
     args: &ClicksArgs,
     bins: &env::Binaries,
     backend: Backend,
+    case: IngestCase,
     client: &reqwest::Client,
     server_pin: &[String],
     work: &std::path::Path,
     run: &RunDir,
 ) -> anyhow::Result<IngestRun> {
     let c = &args.common;
-    eprintln!("ingest on {}: starting sling serve…", backend.name());
+    let name = format!(
+        "{}-{}-{}",
+        backend.name(),
+        case.times.name(),
+        case.batch_events
+    );
+    eprintln!("ingest {name}: starting sling serve…");
     let control = db::start_control_on(
         backend,
         &args.postgres,
         &bins.control,
         server_pin,
-        &work.join(format!("control-ingest-{}", backend.name())),
+        &work.join(format!("control-ingest-{name}")),
         &[],
         &run.logs,
     )
@@ -603,12 +696,12 @@ async fn ingest_run(
     let oses = ["Windows", "macOS", "iOS", "Android", "Linux"];
     let mut bodies = Vec::new();
     for _ in 0..8 {
-        let events: Vec<ClickEvent> = (0..args.batch_events)
+        let events: Vec<ClickEvent> = (0..case.batch_events)
             .map(|_| {
                 let device = devices[rng.random_range(0..devices.len())];
                 ClickEvent {
                     link_id: ids[rng.random_range(0..ids.len())].clone(),
-                    at_ms: now_ms - rng.random_range(0..3_600_000),
+                    at_ms: now_ms - rng.random_range(0..case.times.span_ms()),
                     country: Some(countries[rng.random_range(0..countries.len())].into()),
                     device: device.into(),
                     browser: browsers[rng.random_range(0..browsers.len())].into(),
@@ -625,7 +718,7 @@ async fn ingest_run(
     let bodies = Arc::new(bodies);
     let url = Arc::new(format!("{}{CLICKS_PATH}", ctl.url));
     let token = Arc::new(ctl.fleet_token.clone());
-    let batch_events = args.batch_events;
+    let batch_events = case.batch_events;
     let run_id = std::process::id();
     let sender = client.clone();
     let send = move |s: u32, n: u64| {
@@ -664,10 +757,8 @@ async fn ingest_run(
     };
     let (ing0, unk0) = (metrics(INGESTED).await, metrics(UNKNOWN).await);
     eprintln!(
-        "ingest on {}: {} senders × {} events per batch…",
-        backend.name(),
-        args.senders,
-        args.batch_events
+        "ingest {name}: {} senders × {} events per batch…",
+        args.senders, case.batch_events
     );
     let cpu0 = procs::tree_cpu_seconds(ctl.pid());
     let t = Instant::now();
@@ -680,11 +771,10 @@ async fn ingest_run(
     .await?;
     let control_cpu =
         (procs::tree_cpu_seconds(ctl.pid()) - cpu0) / t.elapsed().as_secs_f64().max(1e-9);
-    let events_per_sec = batches.requests_per_sec * args.batch_events as f64;
+    let events_per_sec = batches.requests_per_sec * case.batch_events as f64;
     let (ing1, unk1) = (metrics(INGESTED).await, metrics(UNKNOWN).await);
     eprintln!(
-        "ingest on {}: {events_per_sec:.0} events/s, batch p50 {} ms p99 {} ms, errors {}",
-        backend.name(),
+        "ingest {name}: {events_per_sec:.0} events/s, batch p50 {} ms p99 {} ms, errors {}",
         ms(batches.latency.p50_us as f64),
         ms(batches.latency.p99_us as f64),
         batches.errors
@@ -692,7 +782,8 @@ async fn ingest_run(
     Ok(IngestRun {
         backend,
         database: control.database.clone(),
-        batch_events: args.batch_events,
+        times: case.times,
+        batch_events: case.batch_events,
         senders: args.senders,
         events_per_sec,
         batches,

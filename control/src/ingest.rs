@@ -56,8 +56,7 @@ pub const QUEUE_MAX_EVENTS: usize = 4 * GROUP_MAX_EVENTS;
 /// `Retry-After` of the 503 for a full queue.
 const RETRY_AFTER_SECS: &str = "1";
 
-/// Click-ingest metrics, registered into the control plane's registry, and the group writer's
-/// queue (kept here, beside the metrics it updates, so each [`AppState`] has its own).
+/// Click-ingest metrics, registered into the control plane's registry.
 #[derive(Clone)]
 pub struct ClickMetrics {
     pub events: Counter,
@@ -72,7 +71,6 @@ pub struct ClickMetrics {
     pub queued_events: Gauge,
     /// Batches per group transaction.
     pub group_batches: Histogram,
-    writer: Arc<GroupWriter>,
 }
 
 impl ClickMetrics {
@@ -87,7 +85,6 @@ impl ClickMetrics {
             queue_full: Counter::default(),
             queued_events: Gauge::default(),
             group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-            writer: Arc::new(GroupWriter::new()),
         };
         registry.register(
             "click_events_ingested",
@@ -238,7 +235,12 @@ async fn ingest_parsed(state: &AppState, batch: &BatchRef<'_>) -> Result<IngestR
     let started = Instant::now();
     let m = &state.metrics.clicks;
     let weight = u32::try_from(batch.events.len().max(1)).unwrap_or(u32::MAX);
-    let Ok(permit) = m.writer.room.clone().try_acquire_many_owned(weight) else {
+    let Ok(permit) = state
+        .click_writer
+        .room
+        .clone()
+        .try_acquire_many_owned(weight)
+    else {
         m.queue_full.inc();
         return Err(Refused::Busy);
     };
@@ -254,7 +256,7 @@ async fn ingest_parsed(state: &AppState, batch: &BatchRef<'_>) -> Result<IngestR
             _permit: permit,
         },
     };
-    let sent = m.writer.sender(&state.db, m).send(job);
+    let sent = state.click_writer.sender(&state.db, m).send(job);
     // A job the writer never took (or dropped unanswered: a panic) is a retry for the proxy.
     let done = match sent {
         Ok(()) => answer
@@ -304,21 +306,23 @@ impl Drop for Queued {
 }
 
 /// The queue in front of the writer task, which starts on first use (on the runtime serving the
-/// request) and again if it ever stopped.
-struct GroupWriter {
+/// request) and again if it ever stopped. One per [`AppState`].
+pub struct GroupWriter {
     tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     /// Bounds the queue by events (the channel itself is unbounded).
     room: Arc<Semaphore>,
 }
 
-impl GroupWriter {
-    fn new() -> Self {
+impl Default for GroupWriter {
+    fn default() -> Self {
         Self {
             tx: Mutex::new(None),
             room: Arc::new(Semaphore::new(QUEUE_MAX_EVENTS)),
         }
     }
+}
 
+impl GroupWriter {
     fn sender(&self, db: &Db, m: &ClickMetrics) -> mpsc::UnboundedSender<Job> {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = tx.as_ref().filter(|t| !t.is_closed()) {

@@ -31,6 +31,8 @@ pub struct AppState {
     /// Wakes the ACME worker when an order becomes due now (a verified domain, a forced
     /// renewal); without a wake it finds the order at its next poll.
     pub acme_wake: Arc<tokio::sync::Notify>,
+    /// The queue of click batches in front of the group-commit writer (`ingest`).
+    pub click_writer: Arc<crate::ingest::GroupWriter>,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             shutdown: Arc::new(watch::channel(false).0),
             acme_wake: Arc::new(tokio::sync::Notify::new()),
+            click_writer: Arc::default(),
         }
     }
 

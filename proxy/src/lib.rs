@@ -477,8 +477,9 @@ async fn handle_proxy(
     tls: bool,
 ) -> Response<Body> {
     let started = Instant::now();
+    let host = request_host(&req);
     let early = well_known::Early {
-        host: request_host(&req),
+        host,
         path: req.uri().path(),
         path_and_query: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
         method: req.method(),
@@ -495,7 +496,7 @@ async fn handle_proxy(
             .get(ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
-    let resp = match decide_proxy(&req, peer, state, lang) {
+    let resp = match decide_proxy(&req, host, peer, state, lang) {
         Ok(resp) => resp,
         Err(locked) => unlock(req, peer, state, locked, lang, tls).await,
     };
@@ -522,11 +523,11 @@ fn request_host(req: &Request<Incoming>) -> &str {
 /// Routes and answers, or hands back the link a password was posted to.
 fn decide_proxy(
     req: &Request<Incoming>,
+    host: &str,
     peer: SocketAddr,
     state: &State,
     lang: respond::Lang,
 ) -> Result<Response<Body>, router::Locked<'static>> {
-    let host = request_host(req);
     let now_ms = now_ms();
     let headers = req.headers();
     let unlocked = |id: &str, hash: &str| state.access.is_unlocked(headers, id, hash, now_ms);

@@ -168,6 +168,48 @@ impl Shared {
     }
 }
 
+/// Batches neither delivered nor spooled (the disk refused), kept in memory and retried by the
+/// thread that owns them; what is still held at exit is counted as lost.
+#[derive(Debug, Default)]
+pub(crate) struct Held(std::collections::VecDeque<EncodedBatch>);
+
+impl Held {
+    /// Spools `encoded`, holding it in memory if the disk refuses.
+    pub(crate) fn spool(&mut self, shared: &Shared, encoded: EncodedBatch) {
+        self.hold_on_error(shared.spool_encoded(encoded), shared);
+    }
+
+    /// Holds the batch of a failed spool write (`Ok` means it was written).
+    pub(crate) fn hold_on_error(
+        &mut self,
+        written: Result<(), (EncodedBatch, std::io::Error)>,
+        shared: &Shared,
+    ) {
+        if let Err((encoded, error)) = written {
+            tracing::error!(%error, batch_id = %encoded.batch_id, spool_dir = %shared.spool.dir().display(), "cannot spool a click batch; holding it in memory");
+            self.0.push_back(encoded);
+        }
+    }
+
+    /// Every held batch, for one more try (a failed try holds it again).
+    pub(crate) fn take(&mut self) -> std::collections::VecDeque<EncodedBatch> {
+        std::mem::take(&mut self.0)
+    }
+
+    /// At exit: what is still held is lost, and said so.
+    pub(crate) fn give_up(&self, shared: &Shared) {
+        let lost: usize = self.0.iter().map(|b| b.events).sum();
+        if lost > 0 {
+            shared.metrics.lost.inc_by(lost as u64);
+            tracing::error!(
+                events = lost,
+                batches = self.0.len(),
+                "clicks could be neither delivered nor spooled before exit; lost"
+            );
+        }
+    }
+}
+
 impl ClickSink {
     /// Records a followed link. Copies the headers it needs and returns; never blocks on the
     /// shipper, never drops the click.

@@ -5,7 +5,6 @@
 //! dying control plane) never stops the shipper from draining the click channel: the shipper hands
 //! batches over through a short bounded queue and spools a batch itself when the queue is full.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 use sling_shared::clicks::{CLICKS_PATH, IngestReceipt};
 
 use super::spool::{EncodedBatch, SpoolEntry};
-use super::{SHUTDOWN_DELIVERY_BUDGET, Shared};
+use super::{Held, SHUTDOWN_DELIVERY_BUDGET, Shared};
 use crate::config::ControlPlane;
 
 /// A spool larger than this is logged as a warning (once a minute) but never trimmed.
@@ -69,7 +68,7 @@ struct SendLoop {
     next_usage: Instant,
     last_spool_warning: Option<Instant>,
     /// Batches neither delivered nor spooled (the disk refused); retried every tick.
-    held: VecDeque<EncodedBatch>,
+    held: Held,
     /// Set at shutdown: stop trying to deliver after this.
     deadline: Option<Instant>,
 }
@@ -85,7 +84,7 @@ impl SendLoop {
             next_replay: now,
             next_usage: now,
             last_spool_warning: None,
-            held: VecDeque::new(),
+            held: Held::default(),
             deadline: None,
         }
     }
@@ -133,22 +132,12 @@ impl SendLoop {
                 Err(error) => self.failed(&error),
             }
         }
-        self.spool(encoded);
-    }
-
-    fn spool(&mut self, encoded: EncodedBatch) {
-        if let Err((encoded, error)) = self.shared.spool_encoded(encoded) {
-            tracing::error!(%error, batch_id = %encoded.batch_id, spool_dir = %self.shared.spool.dir().display(), "cannot spool a click batch; holding it in memory");
-            self.held.push_back(encoded);
-        }
+        self.held.spool(&self.shared, encoded);
     }
 
     fn retry_held(&mut self) {
-        for _ in 0..self.held.len() {
-            let Some(encoded) = self.held.pop_front() else {
-                break;
-            };
-            // `dispatch` puts it back at the end if it fails again.
+        // `dispatch` holds a batch again if it fails again.
+        for encoded in self.held.take() {
             self.dispatch(encoded);
         }
     }
@@ -156,15 +145,7 @@ impl SendLoop {
     /// At shutdown, a last try for batches the disk refused.
     fn finish_held(&mut self) {
         self.retry_held();
-        let lost: usize = self.held.iter().map(|b| b.events).sum();
-        if lost > 0 {
-            self.shared.metrics.lost.inc_by(lost as u64);
-            tracing::error!(
-                events = lost,
-                batches = self.held.len(),
-                "clicks could be neither delivered nor spooled before exit; lost"
-            );
-        }
+        self.held.give_up(&self.shared);
     }
 
     /// `Some(timeout)` when a delivery may be attempted now.

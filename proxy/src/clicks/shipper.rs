@@ -5,7 +5,6 @@
 //! batches and hands them to the delivery thread ([`super::sender`]); it never waits on the network,
 //! so the channel keeps draining while a POST is in flight.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -19,7 +18,7 @@ use super::enrich::{EnrichCache, Enricher};
 use super::geo::Geo;
 use super::sender;
 use super::spool::EncodedBatch;
-use super::{RawClick, Shared};
+use super::{Held, RawClick, Shared};
 use crate::config::{ClicksConfig, ControlPlane};
 
 /// Longest a click waits in the channel before the shipper takes it.
@@ -191,7 +190,7 @@ struct MainLoop {
     pending: Vec<ClickEvent>,
     pending_since: Option<Instant>,
     /// Batches the disk refused (the delivery queue was full too); retried every tick.
-    held: VecDeque<EncodedBatch>,
+    held: Held,
 }
 
 impl MainLoop {
@@ -209,7 +208,7 @@ impl MainLoop {
             enricher,
             cache: EnrichCache::default(),
             pending_since: None,
-            held: VecDeque::new(),
+            held: Held::default(),
         }
     }
 
@@ -314,10 +313,8 @@ impl MainLoop {
     }
 
     fn spool_events(&mut self, events: Vec<ClickEvent>) {
-        if let Err((encoded, error)) = self.shared.spool_events(events) {
-            tracing::error!(%error, batch_id = %encoded.batch_id, "cannot spool a click batch; holding it in memory");
-            self.held.push_back(encoded);
-        }
+        let written = self.shared.spool_events(events);
+        self.held.hold_on_error(written, &self.shared);
     }
 
     /// Cuts the pending events into a batch and hands it on.
@@ -344,23 +341,13 @@ impl MainLoop {
     /// To the delivery thread, or to the spool when its queue is full (a slow control plane).
     fn hand_over(&mut self, encoded: EncodedBatch) {
         if let Some(encoded) = sender::offer(&self.queue, encoded) {
-            self.spool(encoded);
-        }
-    }
-
-    fn spool(&mut self, encoded: EncodedBatch) {
-        if let Err((encoded, error)) = self.shared.spool_encoded(encoded) {
-            tracing::error!(%error, batch_id = %encoded.batch_id, spool_dir = %self.shared.spool.dir().display(), "cannot spool a click batch; holding it in memory");
-            self.held.push_back(encoded);
+            self.held.spool(&self.shared, encoded);
         }
     }
 
     fn retry_held(&mut self) {
-        for _ in 0..self.held.len() {
-            let Some(encoded) = self.held.pop_front() else {
-                break;
-            };
-            // `hand_over` puts it back at the end if it fails again.
+        // `hand_over` holds a batch again if it fails again.
+        for encoded in self.held.take() {
             self.hand_over(encoded);
         }
     }
@@ -368,15 +355,7 @@ impl MainLoop {
     /// At shutdown, a last try for batches the disk refused.
     fn finish_held(&mut self) {
         self.retry_held();
-        let lost: usize = self.held.iter().map(|b| b.events).sum();
-        if lost > 0 {
-            self.shared.metrics.lost.inc_by(lost as u64);
-            tracing::error!(
-                events = lost,
-                batches = self.held.len(),
-                "clicks could be neither delivered nor spooled before exit; lost"
-            );
-        }
+        self.held.give_up(&self.shared);
     }
 }
 

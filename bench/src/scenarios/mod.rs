@@ -14,6 +14,23 @@ use anyhow::bail;
 
 use crate::cli::{Cli, Command};
 
+/// Which server a run measured, in the scenarios that compare sling with nginx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Side {
+    Sling,
+    Nginx,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Sling => "sling",
+            Side::Nginx => "nginx",
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Redirect(a) => redirect::run(a).await,

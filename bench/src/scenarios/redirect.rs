@@ -28,21 +28,7 @@ use crate::stats::median;
 use crate::svg::{self, Series};
 use crate::wrk::{self, WrkRun, WrkSummary};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Side {
-    Sling,
-    Nginx,
-}
-
-impl Side {
-    fn name(self) -> &'static str {
-        match self {
-            Side::Sling => "sling",
-            Side::Nginx => "nginx",
-        }
-    }
-}
+use super::Side;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

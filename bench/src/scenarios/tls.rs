@@ -30,24 +30,10 @@ use crate::stats::median;
 use crate::svg::{self, Series};
 use crate::wrk::{self, WrkRun, WrkSummary};
 
+use super::Side;
+
 /// The name both servers' certificate is for; the handshake client sends it as SNI and Host.
 const SNI: &str = "bench.sling.test";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Side {
-    Sling,
-    Nginx,
-}
-
-impl Side {
-    fn name(self) -> &'static str {
-        match self {
-            Side::Sling => "sling",
-            Side::Nginx => "nginx",
-        }
-    }
-}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -120,7 +120,7 @@ async fn snapshot_body_matches_the_feed() {
 async fn database_down_is_503() {
     each_backend(|h| async move {
         let key = h.key.clone();
-        h.db.pool.close().await;
+        h.db.close().await;
         let r = h.call("GET", "/api/v1/links", Some(&key), None).await;
         r.assert_error(503, "UNAVAILABLE");
         assert!(

@@ -21,15 +21,43 @@ pub async fn append(w: &mut WriteTx, ops: &[ChangeOp], now_ms: i64) -> sqlx::Res
     }
     let mut last = 0i64;
     for op in ops {
-        let json = serde_json::to_string(op).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let row = sqlx::query("INSERT INTO changes (op, created_at) VALUES ($1, $2) RETURNING seq")
-            .bind(json)
+        last = sqlx::query("INSERT INTO changes (op, created_at) VALUES ($1, $2) RETURNING seq")
+            .bind(op_json(op)?)
             .bind(now_ms)
             .fetch_one(&mut *w.tx)
-            .await?;
-        last = row.try_get::<i64, _>(0)?;
+            .await?
+            .try_get::<i64, _>(0)?;
     }
     Ok(last as u64)
+}
+
+/// [`append`] on a native Postgres connection inside its transaction (click ingest,
+/// `db::clicks_pg`), under the same feed lock.
+pub(crate) async fn append_pg(
+    conn: &mut sqlx::PgConnection,
+    ops: &[ChangeOp],
+    now_ms: i64,
+) -> sqlx::Result<u64> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(FEED_LOCK_KEY)
+        .execute(&mut *conn)
+        .await?;
+    let json = ops.iter().map(op_json).collect::<sqlx::Result<Vec<_>>>()?;
+    let last: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO changes (op, created_at) SELECT o, $2 FROM UNNEST($1::text[]) \
+         WITH ORDINALITY AS j(o, n) ORDER BY n RETURNING seq",
+    )
+    .bind(&json)
+    .bind(now_ms)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .max();
+    Ok(last.unwrap_or(0) as u64)
+}
+
+fn op_json(op: &ChangeOp) -> sqlx::Result<String> {
+    serde_json::to_string(op).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
 /// Changes with `seq > after`, ascending, at most `limit`.

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use sling_shared::feed::ChangeOp;
 use sling_shared::link::{LinkRecord, Param, Target};
-use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::Db;
@@ -120,12 +119,24 @@ pub(crate) const SELECT: &str = "SELECT l.id, l.team_id, l.domain_id, d.host, d.
     l.redirect_type, l.forward_query, l.active, l.archived, l.visible, l.clicks, l.channel, \
     l.created_at, l.updated_at FROM links l JOIN domains d ON d.id = l.domain_id";
 
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> sqlx::Result<T> {
+fn json<T: serde::de::DeserializeOwned, R: Row>(row: &R, col: &str) -> sqlx::Result<T>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let s: String = row.try_get(col)?;
     serde_json::from_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-pub(crate) fn from_row(row: &AnyRow) -> sqlx::Result<LinkRow> {
+/// A link from a row of [`SELECT`], read through the `Any` driver or Postgres's own (click
+/// ingest, `db::clicks_pg`); the columns are TEXT and BIGINT on both backends.
+pub(crate) fn from_row<R: Row>(row: &R) -> sqlx::Result<LinkRow>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let flag = |col: &str| row.try_get::<i64, _>(col).map(|v| v != 0);
     Ok(LinkRow {
         id: row.try_get("id")?,

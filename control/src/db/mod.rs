@@ -13,6 +13,7 @@ pub mod api_logs;
 pub mod certs;
 pub mod changes;
 pub mod clicks;
+mod clicks_pg;
 pub mod domains;
 pub mod keys;
 pub mod links;
@@ -45,6 +46,9 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Postgres only: a few native connections for click ingest, which needs `COPY` and binary
+    /// array parameters that the `Any` driver does not offer (see `clicks_pg`).
+    pub(crate) pg: Option<sqlx::PgPool>,
     /// Held for the life of a write transaction on SQLite only.
     write_lock: Arc<Mutex<()>>,
 }
@@ -108,9 +112,21 @@ impl Db {
             .connect(url)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
+        let pg = match backend {
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url)
+                    .await
+                    .context("connecting to Postgres for click ingest")?,
+            ),
+            Backend::Sqlite => None,
+        };
         Ok(Self {
             pool,
             backend,
+            pg,
             write_lock: Arc::new(Mutex::new(())),
         })
     }
@@ -145,6 +161,14 @@ impl Db {
             backend: self.backend,
             _guard: guard,
         })
+    }
+
+    /// Closes every connection; later queries fail at once (tests of the database-down paths).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
     }
 
     /// Cheap liveness check for `/readyz`.

@@ -158,7 +158,7 @@ impl Harness {
     }
 
     pub async fn cleanup(self) {
-        self.db.pool.close().await;
+        self.db.close().await;
         if let Some((admin, name)) = self.pg
             && let Ok(mut c) = sqlx::AnyConnection::connect(&admin).await
         {

@@ -1,0 +1,4 @@
+-- Kept in step with postgres/0010_click_event_indexes.sql, which swaps the raw-event indexes for
+-- Postgres-only kinds (deduplicated b-trees and BRIN) and sets the "C" collation on their keys
+-- (SQLite compares bytewise already). SQLite keeps its composite indexes.
+-- No schema change.

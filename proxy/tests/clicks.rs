@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use sling_proxy::clicks::client_ip::TrustedProxies;
 use sling_proxy::clicks::enrich::{Agent, EnrichCache, Enricher, day_salt, referrer_host};
 use sling_proxy::clicks::geo::{Geo, TorGeoIp};
-use sling_proxy::clicks::{RawClick, start};
+use sling_proxy::clicks::{Field, RawClick, start};
 use sling_proxy::config::{ClicksConfig, ControlPlane};
 use sling_proxy::metrics::Metrics;
 use sling_proxy::{Config, Listeners};
@@ -177,8 +177,7 @@ fn referrer_hosts() {
 }
 
 fn visitor(e: &Enricher, ip: &str, ua: &str, at_ms: i64) -> String {
-    let mut click = RawClick::new("l", at_ms, ip.parse().unwrap());
-    click.user_agent = Some(ua.into());
+    let click = RawClick::new("l", at_ms, ip.parse().unwrap()).with(Field::UserAgent, Some(ua));
     e.enrich(&click, &mut EnrichCache::default()).visitor
 }
 
@@ -218,9 +217,9 @@ fn forwarding_headers_and_country_header_need_a_trusted_peer() {
         Some(TOKEN),
     );
     let click = |peer: &str, xff: Option<&str>, cc: Option<&str>| {
-        let mut c = RawClick::new("l", 0, peer.parse().unwrap());
-        c.forwarded_for = xff.map(Into::into);
-        c.country_header = cc.map(Into::into);
+        let c = RawClick::new("l", 0, peer.parse().unwrap())
+            .with(Field::ForwardedFor, xff)
+            .with(Field::CountryHeader, cc);
         e.enrich(&c, &mut EnrichCache::default())
     };
     let direct = click("8.8.8.1", None, None);
@@ -382,10 +381,10 @@ fn clicks_config(spool: &Path) -> ClicksConfig {
 
 fn click(i: usize) -> RawClick {
     let peer: IpAddr = format!("192.0.2.{}", i % 200).parse().unwrap();
-    let mut c = RawClick::new(&format!("link-{i}"), 1_717_200_000_000, peer);
-    c.user_agent =
-        Some("Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0".into());
-    c
+    RawClick::new(&format!("link-{i}"), 1_717_200_000_000, peer).with(
+        Field::UserAgent,
+        Some("Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"),
+    )
 }
 
 /// Each of `0..n` exactly once.

@@ -660,10 +660,7 @@ pub async fn ingest_group(
     }
     w.commit().await?;
     lap.mark("commit");
-    agg.log(batches.len(), fresh.len(), &lap);
-    for &i in &fresh {
-        out[i].feed_seq = feed_seq;
-    }
+    agg.committed(batches.len(), &fresh, &lap, feed_seq, &mut out);
     Ok(out)
 }
 
@@ -744,17 +741,28 @@ fn sorted<K: Ord, V>(map: FastMap<K, V>) -> Vec<(K, V)> {
 }
 
 impl Aggregate<'_> {
-    /// The group's debug log line.
-    pub(super) fn log(&self, batches: usize, fresh: usize, lap: &Laps) {
+    /// After the commit: the group's debug log line, and the feed sequence (of click limits
+    /// published) for every accepted batch.
+    pub(super) fn committed(
+        &self,
+        batches: usize,
+        fresh: &[usize],
+        lap: &Laps,
+        feed_seq: Option<u64>,
+        out: &mut [Ingested],
+    ) {
         tracing::debug!(
             batches,
-            fresh,
+            fresh = fresh.len(),
             events = self.events.len(),
             rollup_rows = self.rollups.len(),
             links = self.humans.len(),
             ms = %lap,
             "click group stored"
         );
+        for &i in fresh {
+            out[i].feed_seq = feed_seq;
+        }
     }
 }
 

@@ -87,10 +87,7 @@ pub(super) async fn ingest_group(
     }
     tx.commit().await?;
     lap.mark("commit");
-    agg.log(batches.len(), fresh.len(), &lap);
-    for &i in &fresh {
-        out[i].feed_seq = feed_seq;
-    }
+    agg.committed(batches.len(), &fresh, &lap, feed_seq, &mut out);
     Ok(out)
 }
 

@@ -410,3 +410,46 @@ async fn awkward_values_round_trip() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn retention_prunes_raw_events_and_keeps_rollups() {
+    each_backend(|h| async move {
+        let id = h
+            .create(json!({"destinationUrl": "https://example.com"}))
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let day = 86_400_000;
+        let old: Vec<ClickEvent> = (0..3)
+            .map(|i| event(&id, T0 + i, &format!("old-{i}"), false))
+            .collect();
+        let recent: Vec<ClickEvent> = (0..2)
+            .map(|i| event(&id, T0 + 10 * day + i, &format!("new-{i}"), false))
+            .collect();
+        assert_eq!(post(&h, &batch("old", old)).await.status, 200);
+        assert_eq!(post(&h, &batch("recent", recent)).await.status, 200);
+        let before = total(&h, &id, "").await;
+        assert_eq!(before["totalClicks"], 5, "{before}");
+        assert_eq!(before["uniqueClicks"], 5, "{before}");
+
+        // Batch ids are remembered with the ingest time (now), so only events are old enough.
+        let cutoff = T0 + 5 * day;
+        let deleted = sling_control::db::clicks::prune(&h.db, cutoff)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 3);
+        let after = total(&h, &id, "").await;
+        // Rollups are kept forever; unique visitors come from raw events, now only the recent.
+        assert_eq!(after["totalClicks"], 5, "{after}");
+        assert_eq!(after["uniqueClicks"], 2, "{after}");
+        assert_eq!(link_clicks(&h, &id).await, 5);
+        // Nothing more is old enough.
+        let again = sling_control::db::clicks::prune(&h.db, cutoff)
+            .await
+            .unwrap();
+        assert_eq!(again, 0);
+        h
+    })
+    .await;
+}

@@ -865,25 +865,30 @@ impl fmt::Display for Laps {
 }
 
 /// Deletes raw events and remembered batch ids older than `cutoff_ms`; returns the events
-/// deleted. Rollups are kept forever. Runs per team so each delete walks the (team_id, at_ms)
-/// index instead of the whole table. (Events of a team that no longer exists are not pruned; teams
-/// are not deleted through the API.)
+/// deleted. Rollups are kept forever. On Postgres one delete by time, which the BRIN index on
+/// `at_ms` narrows to the old pages. On SQLite one delete per team, so each walks the
+/// (team_id, at_ms) index instead of the whole table (events of a team that no longer exists are
+/// not pruned there; teams are not deleted through the API).
 pub async fn prune(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
-    let teams: Vec<String> = sqlx::query("SELECT id FROM teams")
-        .fetch_all(&db.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<sqlx::Result<_>>()?;
+    let teams: Vec<Option<String>> = match db.backend {
+        Backend::Postgres => vec![None],
+        Backend::Sqlite => sqlx::query("SELECT id FROM teams")
+            .fetch_all(&db.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).map(Some))
+            .collect::<sqlx::Result<_>>()?,
+    };
     let mut deleted = 0;
     for team in teams {
         let mut w = db.begin_write().await?;
-        deleted += sqlx::query("DELETE FROM click_events WHERE team_id = $1 AND at_ms < $2")
-            .bind(&team)
-            .bind(cutoff_ms)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
+        let q = match &team {
+            Some(team) => {
+                sqlx::query("DELETE FROM click_events WHERE team_id = $1 AND at_ms < $2").bind(team)
+            }
+            None => sqlx::query("DELETE FROM click_events WHERE at_ms < $1"),
+        };
+        deleted += q.bind(cutoff_ms).execute(&mut *w.tx).await?.rows_affected();
         w.commit().await?;
     }
     let mut w = db.begin_write().await?;

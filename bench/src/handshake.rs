@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -84,15 +84,7 @@ pub async fn run(pin: &[String], args: &HandshakeArgs) -> anyhow::Result<Handsha
         cmd.arg("--tls12");
     }
     let out = cmd.output().await.context("running the handshake worker")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = stdout.lines().find_map(|l| l.strip_prefix(MARKER)) else {
-        bail!(
-            "the handshake worker printed no summary ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    serde_json::from_str(line).context("parsing the handshake summary")
+    crate::procs::printed_summary(&out, MARKER, "the handshake worker")
 }
 
 /// Entry point of `sling-bench handshake-worker`.

@@ -117,15 +117,7 @@ pub async fn run(pin: &[String], args: &OpenLoopArgs) -> anyhow::Result<OpenLoop
         ])
         .kill_on_drop(true);
     let out = cmd.output().await.context("running the open-loop worker")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = stdout.lines().find_map(|l| l.strip_prefix(MARKER)) else {
-        bail!(
-            "the open-loop worker printed no summary ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    serde_json::from_str(line).context("parsing the open-loop summary")
+    crate::procs::printed_summary(&out, MARKER, "the open-loop worker")
 }
 
 /// Entry point of `sling-bench open-loop-worker`.

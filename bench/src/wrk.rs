@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 const MARKER: &str = "SLING_BENCH_WRK ";
@@ -108,6 +108,17 @@ pub struct WrkRun<'a> {
 }
 
 impl WrkRun<'_> {
+    /// Runs the warm-up (for `self.duration`; none when it is zero), then sets `measured` as the
+    /// duration of the next run. Returns the requests the warm-up served.
+    pub async fn warm_up(&mut self, measured: Duration) -> anyhow::Result<u64> {
+        let mut served = 0;
+        if !self.duration.is_zero() {
+            served = self.run().await.context("warm-up")?.requests;
+        }
+        self.duration = measured;
+        Ok(served)
+    }
+
     pub async fn run(&self) -> anyhow::Result<WrkSummary> {
         let mut cmd = match self.pin.split_first() {
             Some((first, rest)) => {
@@ -132,14 +143,6 @@ impl WrkRun<'_> {
             .arg(self.seed.to_string())
             .kill_on_drop(true);
         let out = cmd.output().await.context("running wrk")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = stdout.lines().find_map(|l| l.strip_prefix(MARKER)) else {
-            bail!(
-                "wrk printed no summary ({}):\n{stdout}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        serde_json::from_str(line).with_context(|| format!("parsing wrk's summary {line:?}"))
+        crate::procs::printed_summary(&out, MARKER, "wrk")
     }
 }

@@ -595,11 +595,7 @@ async fn throughput_runs(
                 duration: secs(args.load.warmup),
                 seed: c.seed + pair as u64,
             };
-            let mut served = 0;
-            if args.load.warmup > 0 {
-                served += w.run().await.context("warm-up")?.requests;
-            }
-            w.duration = secs(args.load.duration);
+            let mut served = w.warm_up(secs(args.load.duration)).await?;
             let ctl_cpu_before = procs::tree_cpu_seconds(ctl.pid());
             let t = Instant::now();
             let (summary, cpu) = cpu_share(proxy.proc.pid(), w.run()).await?;

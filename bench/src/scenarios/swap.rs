@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
@@ -141,10 +140,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
                 duration: secs(args.load.warmup),
                 seed: c.seed + pair as u64,
             };
-            if args.load.warmup > 0 {
-                w.run().await.context("warm-up")?;
-            }
-            w.duration = secs(args.load.duration);
+            w.warm_up(secs(args.load.duration)).await?;
             let (stop_watch, watching) = tokio::sync::oneshot::channel();
             let watcher = tokio::spawn(count_swaps(client.clone(), admin.clone(), watching));
             let result = cpu_share(proxy.proc.pid(), w.run()).await;

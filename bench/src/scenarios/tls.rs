@@ -219,10 +219,7 @@ pub async fn run(args: TlsArgs) -> anyhow::Result<()> {
                 duration: secs(args.load.warmup),
                 seed: c.seed + pair as u64,
             };
-            if args.load.warmup > 0 {
-                w.run().await.context("warm-up")?;
-            }
-            w.duration = secs(args.load.duration);
+            w.warm_up(secs(args.load.duration)).await?;
             let (summary, cpu) = cpu_share(pid, w.run()).await?;
             eprintln!(
                 "keep-alive pair {} {:5}: {:>9.0} req/s  p99 {} ms  errors {}  server CPU {:.0}%",

@@ -185,10 +185,9 @@ async fn count_clicks(
     .execute(&mut *conn)
     .await?;
     let sql = format!(
-        "{} JOIN UNNEST($1::text[], $2::bigint[]) AS j(l, n) ON l.id = j.l \
-         WHERE l.click_limit IS NOT NULL AND l.clicks >= l.click_limit \
-         AND l.clicks - j.n < l.click_limit",
-        links::SELECT
+        "{} JOIN UNNEST($1::text[], $2::bigint[]) AS j(l, n) ON l.id = j.l WHERE {}",
+        links::SELECT,
+        links::LIMIT_CROSSED
     );
     let rows = sqlx::query(&sql)
         .bind(&ids)

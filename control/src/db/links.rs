@@ -112,6 +112,11 @@ impl LinkRow {
     }
 }
 
+/// A link (`l`) whose click limit the clicks just added (`j.n`) reached or passed: only that
+/// batch publishes it, so an exhausted link does not churn the feed.
+pub(crate) const LIMIT_CROSSED: &str = "l.click_limit IS NOT NULL AND l.clicks >= l.click_limit \
+    AND l.clicks - j.n < l.click_limit";
+
 pub(crate) const SELECT: &str = "SELECT l.id, l.team_id, l.domain_id, d.host, d.is_default, \
     l.slug, l.destination_url, l.title, l.description, l.tags, l.password_hash, l.expires_at, \
     l.expired_url, l.click_limit, l.geo_targets, l.device_targets, l.ios_url, l.android_url, \
@@ -191,10 +196,7 @@ pub(crate) async fn publish_exhausted(
     params: Vec<String>,
     now_ms: i64,
 ) -> sqlx::Result<Option<u64>> {
-    let sql = format!(
-        "{SELECT} JOIN {src} ON l.id = j.l WHERE l.click_limit IS NOT NULL \
-         AND l.clicks >= l.click_limit AND l.clicks - j.n < l.click_limit"
-    );
+    let sql = format!("{SELECT} JOIN {src} ON l.id = j.l WHERE {LIMIT_CROSSED}");
     let mut q = sqlx::query(&sql);
     for p in params {
         q = q.bind(p);

@@ -113,13 +113,14 @@ impl Db {
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
         let pg = match backend {
+            // Lazy: connections open with the first click group, not at start (the `Any` pool
+            // above has just proved the server reachable).
             Backend::Postgres => Some(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect(url)
-                    .await
-                    .context("connecting to Postgres for click ingest")?,
+                    .connect_lazy(url)
+                    .context("parsing the Postgres url for click ingest")?,
             ),
             Backend::Sqlite => None,
         };

@@ -681,8 +681,7 @@ impl State {
             Some(sink) => sink.locate(peer, headers),
             None => clicks::RawClick::new("", 0, peer),
         };
-        let country = enricher.client_and_country(&raw).1?;
-        <[u8; 2]>::try_from(country.as_bytes()).ok()
+        enricher.client_and_country(&raw).1.map(|c| c.bytes())
     }
 
     /// The client address the password throttle keys on (trusted forwarding headers applied).

@@ -9,8 +9,10 @@
 //! - `isbot`: the regex list of the widely used `isbot` (npm) project, bundled. An agent is a bot
 //!   when either says so (curl and other HTTP libraries are only on the isbot list).
 //!
-//! Results are cached per agent string (agents repeat heavily), the cache being cleared when it
-//! grows past [`UA_CACHE_MAX`].
+//! Results are cached per agent string (agents repeat heavily), and referrer hosts per referring
+//! origin, each cache being cleared when it grows past [`UA_CACHE_MAX`]. An event is handed out
+//! borrowed ([`ClickEventRef`]) and written straight into its batch's JSON, so a click with a
+//! known agent and origin allocates nothing on the shipper thread.
 //!
 //! **Visitor key.** `hex(HMAC-SHA256(salt_day, ip ‖ 0 ‖ user-agent ‖ 0 ‖ day))[..32]` with
 //! `salt_day = HMAC-SHA256(fleet token, "visitor-salt:" + YYYY-MM-DD)` (UTC day of the click). Every
@@ -19,15 +21,15 @@
 //! is never stored or shipped. Without a fleet token (no control plane) a random per-process key
 //! is used.
 
-use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sling_shared::clicks::ClickEvent;
+use sling_shared::clicks::{ClickEvent, ClickEventRef};
 
 use super::client_ip::TrustedProxies;
-use super::geo::{Geo, country_code};
+use super::geo::{Country, Geo, country_code};
 use super::{Field, RawClick};
 
 /// Distinct user agents remembered before the cache is cleared.
@@ -64,11 +66,33 @@ pub struct Agent {
     pub bot: bool,
 }
 
-/// Per-thread memo: the day's salt and parsed user agents.
+/// Per-thread memo: the day's salt, parsed user agents and referrer hosts.
 #[derive(Debug, Default)]
 pub struct EnrichCache {
     salt: Option<DayMac>,
-    agents: HashMap<Box<str>, Agent>,
+    agents: Memo<Agent>,
+    /// Referring origin (`scheme://authority`) → its host.
+    referrers: Memo<Option<Box<str>>>,
+}
+
+/// A string-keyed cache cleared when full (the keys repeat heavily; an LRU would cost more per
+/// hit than the rare re-parse after a clear).
+#[derive(Debug)]
+struct Memo<V>(hashbrown::HashMap<Box<str>, V>);
+
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Self(hashbrown::HashMap::default())
+    }
+}
+
+impl<V> Memo<V> {
+    fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce(&str) -> V) -> &V {
+        if self.0.len() >= UA_CACHE_MAX && !self.0.contains_key(key) {
+            self.0.clear();
+        }
+        self.0.entry_ref(key).or_insert_with(|| make(key))
+    }
 }
 
 /// The day's salt as an HMAC already keyed with it (day number, state): a click clones the state
@@ -106,27 +130,47 @@ impl Enricher {
         }
     }
 
+    /// The enriched event, owned (tests, the odd click spooled on its own).
     pub fn enrich(&self, raw: &RawClick, cache: &mut EnrichCache) -> ClickEvent {
+        self.with_event(raw, cache, |event| event.to_owned_event())
+    }
+
+    /// Enriches `raw` and hands the event, borrowed, to `f` (the shipper writes it into a batch).
+    pub fn with_event<R>(
+        &self,
+        raw: &RawClick,
+        cache: &mut EnrichCache,
+        f: impl FnOnce(&ClickEventRef<'_>) -> R,
+    ) -> R {
         let (ip, country) = self.client_and_country(raw);
         let ua = raw.get(Field::UserAgent).unwrap_or("");
-        let agent = self.agent_cached(ua, cache);
-        ClickEvent {
-            link_id: raw.link_id().to_owned(),
+        let visitor = self.visitor(ip, ua, raw.at_ms, &mut cache.salt);
+        let agent = cache.agents.get_or_insert_with(ua, |ua| self.agent(ua));
+        let referrer_host = raw.get(Field::Referer).and_then(|referer| {
+            cache
+                .referrers
+                .get_or_insert_with(origin(referer), |origin| {
+                    referrer_host(origin).map(String::into_boxed_str)
+                })
+                .as_deref()
+        });
+        f(&ClickEventRef {
+            link_id: raw.link_id(),
             at_ms: raw.at_ms,
-            country,
-            device: agent.device.to_owned(),
-            browser: agent.browser,
-            os: agent.os,
+            country: country.as_deref(),
+            device: agent.device,
+            browser: &agent.browser,
+            os: &agent.os,
             bot: agent.bot,
-            referrer_host: raw.get(Field::Referer).and_then(referrer_host),
-            visitor: self.visitor(ip, ua, raw.at_ms, cache),
+            referrer_host,
+            visitor: visitor.as_str(),
             qr: raw.qr,
-        }
+        })
     }
 
     /// The client address (trusted forwarding headers applied) and its country: a trusted CDN
     /// header first, then the geo data. Geo targeting asks the same question.
-    pub fn client_and_country(&self, raw: &RawClick) -> (IpAddr, Option<String>) {
+    pub fn client_and_country(&self, raw: &RawClick) -> (IpAddr, Option<Country>) {
         let peer_trusted = self.trusted.contains(raw.peer);
         let ip = self.trusted.client_ip(
             raw.peer,
@@ -139,18 +183,6 @@ impl Enricher {
             .and_then(country_code)
             .or_else(|| self.geo.country(ip));
         (ip, country)
-    }
-
-    fn agent_cached(&self, ua: &str, cache: &mut EnrichCache) -> Agent {
-        if let Some(agent) = cache.agents.get(ua) {
-            return agent.clone();
-        }
-        let agent = self.agent(ua);
-        if cache.agents.len() >= UA_CACHE_MAX {
-            cache.agents.clear();
-        }
-        cache.agents.insert(ua.into(), agent.clone());
-        agent
     }
 
     /// Device, browser, OS and bot flag of a user agent.
@@ -181,22 +213,74 @@ impl Enricher {
         }
     }
 
-    fn visitor(&self, ip: IpAddr, ua: &str, at_ms: i64, cache: &mut EnrichCache) -> String {
+    fn visitor(&self, ip: IpAddr, ua: &str, at_ms: i64, salt: &mut Option<DayMac>) -> Hex16 {
         let day = at_ms.div_euclid(86_400_000);
-        let mac = match &cache.salt {
+        let mac = match salt {
             Some(DayMac(d, mac)) if *d == day => mac.clone(),
             _ => {
-                let salt = day_salt(&self.visitor_key, at_ms);
+                let day_salt = day_salt(&self.visitor_key, at_ms);
                 // HMAC accepts keys of any length, so this cannot fail.
-                let Ok(mac) = HmacSha256::new_from_slice(&salt) else {
-                    return String::new();
+                let Ok(mac) = HmacSha256::new_from_slice(&day_salt) else {
+                    return Hex16::default();
                 };
-                cache.salt = Some(DayMac(day, mac.clone()));
+                *salt = Some(DayMac(day, mac.clone()));
                 mac
             }
         };
         visitor_key(mac, ip, ua, day)
     }
+}
+
+/// 16 bytes as 32 lower-case hex digits, inline.
+#[derive(Debug, Clone, Copy)]
+struct Hex16([u8; 32]);
+
+impl Default for Hex16 {
+    fn default() -> Self {
+        Self([b'0'; 32])
+    }
+}
+
+impl Hex16 {
+    fn new(bytes: &[u8; 16]) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0; 32];
+        for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        Self(out)
+    }
+
+    fn as_str(&self) -> &str {
+        // Hex digits only.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+/// Feeds formatted text to an HMAC (the address, without a `String` per click).
+struct MacWriter<'a>(&'a mut HmacSha256);
+
+impl std::fmt::Write for MacWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// `scheme://authority` of a URL (what its host depends on), or the whole text when it has no
+/// `://`. Special schemes treat `\` like `/`, so it ends the authority too.
+fn origin(referer: &str) -> &str {
+    let referer = referer.trim();
+    let Some(scheme_end) = referer.find("://") else {
+        return referer;
+    };
+    let rest = scheme_end + 3;
+    let end = referer
+        .get(rest..)
+        .and_then(|tail| tail.find(['/', '?', '#', '\\']))
+        .map_or(referer.len(), |i| rest + i);
+    referer.get(..end).unwrap_or(referer)
 }
 
 /// `HMAC-SHA256(key, "visitor-salt:" + YYYY-MM-DD)` for the UTC day of `at_ms`.
@@ -209,19 +293,16 @@ pub fn day_salt(key: &[u8], at_ms: i64) -> [u8; 32] {
 }
 
 /// `keyed`: an HMAC keyed with the day's salt.
-fn visitor_key(mut keyed: HmacSha256, ip: IpAddr, ua: &str, day: i64) -> String {
-    let ip = ip.to_canonical().to_string();
-    for part in [
-        ip.as_bytes(),
-        b"\0",
-        ua.as_bytes(),
-        b"\0",
-        &day.to_be_bytes(),
-    ] {
+fn visitor_key(mut keyed: HmacSha256, ip: IpAddr, ua: &str, day: i64) -> Hex16 {
+    // Writing to the MAC cannot fail.
+    let _ = write!(MacWriter(&mut keyed), "{}", ip.to_canonical());
+    for part in [b"\0", ua.as_bytes(), b"\0", &day.to_be_bytes()] {
         keyed.update(part);
     }
     let mac: [u8; 32] = keyed.finalize().into_bytes().into();
-    hex(mac.get(..16).unwrap_or(&mac))
+    let mut first = [0; 16];
+    first.copy_from_slice(&mac[..16]);
+    Hex16::new(&first)
 }
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
@@ -233,16 +314,6 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         mac.update(part);
     }
     mac.finalize().into_bytes().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
 }
 
 fn known(value: &str) -> String {
@@ -279,12 +350,44 @@ mod tests {
 
     #[test]
     fn hex_and_salt() {
-        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+        let mut bytes = [0; 16];
+        bytes[..3].copy_from_slice(&[0x00, 0xab, 0x7f]);
+        assert_eq!(
+            Hex16::new(&bytes).as_str(),
+            "00ab7f00000000000000000000000000"
+        );
         // 2024-03-10T23:59:59.999Z and 2024-03-11T00:00:00Z fall on different days.
         let a = day_salt(b"k", 1_710_115_199_999);
         let b = day_salt(b"k", 1_710_115_200_000);
         assert_ne!(a, b);
         assert_eq!(a, day_salt(b"k", 1_710_028_800_000));
         assert_ne!(a, day_salt(b"other", 1_710_115_199_999));
+    }
+
+    /// The host is read from the origin alone (the cache key): the same answer as the full URL.
+    #[test]
+    fn referrer_host_from_the_origin() {
+        for referer in [
+            "https://News.Example.com/a/b?q=1#x",
+            " http://user:pw@[::1]:8080/path ",
+            "https://example.org?x=/y",
+            "https://example.org#frag/x",
+            "https://xn--bcher-kva.example/",
+            "https://bücher.example/page",
+            "http://example.com.\\evil/",
+            "android-app://com.google.android.gm/",
+            "https://%65xample.com/",
+            "no scheme at all",
+            "mailto:someone@example.com",
+            "https://",
+            "",
+        ] {
+            assert_eq!(
+                referrer_host(origin(referer)),
+                referrer_host(referer),
+                "{referer:?} (origin {:?})",
+                origin(referer)
+            );
+        }
     }
 }

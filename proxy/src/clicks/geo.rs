@@ -58,7 +58,7 @@ impl Geo {
     }
 
     /// Upper-case ISO 3166-1 alpha-2 code, when known.
-    pub fn country(&self, ip: IpAddr) -> Option<String> {
+    pub fn country(&self, ip: IpAddr) -> Option<Country> {
         match self {
             Geo::MaxMind(reader) => {
                 let result = reader.lookup(ip.to_canonical()).ok()?;
@@ -77,31 +77,59 @@ impl Geo {
                     });
                 code.and_then(|c| country_code(&c))
             }
-            Geo::Tor(tor) => tor
-                .lookup(ip)
-                .map(|cc| String::from_utf8_lossy(&cc).into_owned()),
+            Geo::Tor(tor) => tor.lookup(ip),
             Geo::None => None,
         }
     }
 }
 
+/// An upper-case ISO 3166-1 alpha-2 code: two ASCII letters, held inline (no allocation per
+/// click). Only [`country_code`] makes one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Country([u8; 2]);
+
+impl Country {
+    pub fn as_str(&self) -> &str {
+        // Always two ASCII letters (see `country_code`), so this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+
+    pub fn bytes(&self) -> [u8; 2] {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Country {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Country {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `XX`-style two-letter code, upper-cased; `None` for anything else and for the placeholders
 /// CDNs and databases use for "unknown" (`XX`, `T1` (tor), `??`).
-pub fn country_code(raw: &str) -> Option<String> {
-    let raw = raw.trim();
-    let bytes = raw.as_bytes();
-    if bytes.len() != 2 || !bytes.iter().all(u8::is_ascii_alphabetic) {
+pub fn country_code(raw: &str) -> Option<Country> {
+    let &[a, b] = raw.trim().as_bytes() else {
+        return None;
+    };
+    if !(a.is_ascii_alphabetic() && b.is_ascii_alphabetic()) {
         return None;
     }
-    let code = raw.to_ascii_uppercase();
-    (code != "XX").then_some(code)
+    let code = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
+    (&code != b"XX").then_some(Country(code))
 }
 
 /// tor's ranges: `(first, last, country)`, sorted by `first`, non-overlapping.
 #[derive(Debug, Default)]
 pub struct TorGeoIp {
-    v4: Vec<(u32, u32, [u8; 2])>,
-    v6: Vec<(u128, u128, [u8; 2])>,
+    v4: Vec<(u32, u32, Country)>,
+    v6: Vec<(u128, u128, Country)>,
 }
 
 impl TorGeoIp {
@@ -120,11 +148,11 @@ impl TorGeoIp {
 
     /// Parses the two files' text; malformed lines, comments and `??` ranges are skipped.
     pub fn parse(v4_text: &str, v6_text: &str) -> Self {
-        let mut v4: Vec<(u32, u32, [u8; 2])> = lines(v4_text)
+        let mut v4: Vec<(u32, u32, Country)> = lines(v4_text)
             .filter_map(|(from, to, cc)| Some((from.parse().ok()?, to.parse().ok()?, cc)))
             .filter(|(from, to, _)| from <= to)
             .collect();
-        let mut v6: Vec<(u128, u128, [u8; 2])> = lines(v6_text)
+        let mut v6: Vec<(u128, u128, Country)> = lines(v6_text)
             .filter_map(|(from, to, cc)| {
                 let from: Ipv6Addr = from.parse().ok()?;
                 let to: Ipv6Addr = to.parse().ok()?;
@@ -137,7 +165,7 @@ impl TorGeoIp {
         Self { v4, v6 }
     }
 
-    pub fn lookup(&self, ip: IpAddr) -> Option<[u8; 2]> {
+    pub fn lookup(&self, ip: IpAddr) -> Option<Country> {
         match ip.to_canonical() {
             IpAddr::V4(v4) => find(&self.v4, u32::from(v4)),
             IpAddr::V6(v6) => find(&self.v6, u128::from(v6)),
@@ -145,7 +173,7 @@ impl TorGeoIp {
     }
 }
 
-fn lines(text: &str) -> impl Iterator<Item = (&str, &str, [u8; 2])> {
+fn lines(text: &str) -> impl Iterator<Item = (&str, &str, Country)> {
     text.lines().filter_map(|line| {
         let line = line.trim();
         if line.starts_with('#') {
@@ -153,13 +181,11 @@ fn lines(text: &str) -> impl Iterator<Item = (&str, &str, [u8; 2])> {
         }
         let mut parts = line.split(',');
         let (from, to, cc) = (parts.next()?, parts.next()?, parts.next()?);
-        let cc = country_code(cc)?;
-        let b = cc.as_bytes();
-        Some((from.trim(), to.trim(), [*b.first()?, *b.get(1)?]))
+        Some((from.trim(), to.trim(), country_code(cc)?))
     })
 }
 
-fn find<T: Ord + Copy>(ranges: &[(T, T, [u8; 2])], key: T) -> Option<[u8; 2]> {
+fn find<T: Ord + Copy>(ranges: &[(T, T, Country)], key: T) -> Option<Country> {
     // The last range starting at or before `key`, if `key` is inside it.
     let i = ranges.partition_point(|r| r.0 <= key);
     let (from, to, cc) = *ranges.get(i.checked_sub(1)?)?;
@@ -177,10 +203,7 @@ mod tests {
         let v4 = "# comment\n33554432,33554687,FR\n16777216,16777471,AU\n16777472,16778239,??\nbroken\n50331648,50331903,us\n";
         let v6 = "2001:200::,2001:200:ffff:ffff:ffff:ffff:ffff:ffff,JP\n2a00::,2a00:ff::,DE\n";
         let t = TorGeoIp::parse(v4, v6);
-        let cc = |ip: &str| {
-            t.lookup(ip.parse().unwrap())
-                .map(|c| String::from_utf8(c.to_vec()).unwrap())
-        };
+        let cc = |ip: &str| t.lookup(ip.parse().unwrap()).map(|c| c.as_str().to_owned());
         assert_eq!(cc("1.0.0.0").as_deref(), Some("AU")); // first address of a range
         assert_eq!(cc("1.0.0.255").as_deref(), Some("AU")); // last
         assert_eq!(cc("1.0.1.0"), None); // `??`

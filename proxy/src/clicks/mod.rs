@@ -43,6 +43,7 @@
 //! **QR codes**: a request whose query string contains the parameter `qr=1` is recorded with
 //! `qr: true` (QR codes sling renders point at `/{slug}?qr=1`).
 
+mod body;
 pub mod client_ip;
 pub mod enrich;
 pub mod geo;
@@ -59,10 +60,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Sender, TrySendError};
 use http::HeaderMap;
 use http::header::{ACCEPT_LANGUAGE, REFERER, USER_AGENT};
-use sling_shared::clicks::{ClickBatch, ClickEvent};
 
 use crate::config::{ClicksConfig, ControlPlane};
 use crate::metrics::ClickMetrics;
+use body::BatchBody;
 use enrich::{EnrichCache, Enricher};
 use spool::{EncodedBatch, Spool};
 
@@ -186,26 +187,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Spools one batch of already-enriched events; the caller keeps the batch on error.
-    pub(crate) fn spool_events(
-        &self,
-        events: Vec<ClickEvent>,
-    ) -> Result<(), (EncodedBatch, std::io::Error)> {
-        let batch = self.ids.batch(events);
-        let encoded = match EncodedBatch::new(&batch) {
-            Ok(encoded) => encoded,
-            // Serialising plain strings and numbers cannot fail; keep the types honest anyway.
-            Err(e) => {
-                return Err((
-                    EncodedBatch {
-                        batch_id: batch.batch_id,
-                        events: batch.events.len(),
-                        body: bytes::Bytes::new(),
-                    },
-                    std::io::Error::other(e),
-                ));
-            }
-        };
-        self.spool_encoded(encoded)
+    pub(crate) fn spool_body(&self, body: BatchBody) -> Result<(), (EncodedBatch, std::io::Error)> {
+        self.spool_encoded(body.finish(&self.ids))
     }
 
     pub(crate) fn spool_encoded(
@@ -386,8 +369,11 @@ impl ClickSink {
             tracing::error!(link_id = %click.link_id(), "click arrived before the shipper started or after it failed; lost");
             return;
         };
-        let event = enricher.enrich(&click, &mut EnrichCache::default());
-        if let Err((_, error)) = shared.spool_events(vec![event]) {
+        let mut body = BatchBody::with_capacity(1);
+        enricher.with_event(&click, &mut EnrichCache::default(), |event| {
+            body.push(event);
+        });
+        if let Err((_, error)) = shared.spool_body(body) {
             shared.metrics.lost.inc();
             tracing::error!(%error, spool_dir = %shared.spool.dir().display(), "cannot spool a click after shutdown; lost");
         }
@@ -436,12 +422,8 @@ impl BatchIds {
         )
     }
 
-    pub(crate) fn batch(&self, events: Vec<ClickEvent>) -> ClickBatch {
-        ClickBatch {
-            batch_id: self.next(),
-            proxy_id: self.proxy_id.clone(),
-            events,
-        }
+    pub(crate) fn proxy_id(&self) -> &str {
+        &self.proxy_id
     }
 }
 

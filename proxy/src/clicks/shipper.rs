@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, select};
-use sling_shared::clicks::ClickEvent;
 
+use super::body::BatchBody;
 use super::client_ip::TrustedProxies;
 use super::enrich::{EnrichCache, Enricher};
 use super::geo::Geo;
@@ -187,7 +187,8 @@ struct MainLoop {
     shared: Arc<Shared>,
     enricher: Arc<Enricher>,
     cache: EnrichCache,
-    pending: Vec<ClickEvent>,
+    /// The batch being filled.
+    pending: BatchBody,
     pending_since: Option<Instant>,
     /// Batches the disk refused (the delivery queue was full too); retried every tick.
     held: Held,
@@ -201,7 +202,7 @@ impl MainLoop {
         enricher: Arc<Enricher>,
     ) -> Self {
         Self {
-            pending: Vec::with_capacity(config.batch_size),
+            pending: BatchBody::with_capacity(config.batch_size),
             config,
             queue,
             shared,
@@ -265,8 +266,9 @@ impl MainLoop {
     }
 
     fn on_click(&mut self, click: &RawClick) {
-        self.pending
-            .push(self.enricher.enrich(click, &mut self.cache));
+        let pending = &mut self.pending;
+        self.enricher
+            .with_event(click, &mut self.cache, |event| pending.push(event));
         self.pending_since.get_or_insert_with(Instant::now);
         if self.pending.len() >= self.config.batch_size {
             self.flush();
@@ -300,20 +302,25 @@ impl MainLoop {
     }
 
     fn drain_overflow(&mut self, overflow: &Receiver<RawClick>) {
-        let mut events = Vec::new();
+        let batch_size = self.config.batch_size;
+        let size = |queued: usize| queued.clamp(1, batch_size);
+        let mut body = BatchBody::with_capacity(size(overflow.len()));
         while let Ok(click) = overflow.try_recv() {
-            events.push(self.enricher.enrich(&click, &mut self.cache));
-            if events.len() >= self.config.batch_size {
-                self.spool_events(std::mem::take(&mut events));
+            self.enricher
+                .with_event(&click, &mut self.cache, |event| body.push(event));
+            if body.len() >= self.config.batch_size {
+                let full =
+                    std::mem::replace(&mut body, BatchBody::with_capacity(size(overflow.len())));
+                self.spool_body(full);
             }
         }
-        if !events.is_empty() {
-            self.spool_events(events);
+        if !body.is_empty() {
+            self.spool_body(body);
         }
     }
 
-    fn spool_events(&mut self, events: Vec<ClickEvent>) {
-        let written = self.shared.spool_events(events);
+    fn spool_body(&mut self, body: BatchBody) {
+        let written = self.shared.spool_body(body);
         self.held.hold_on_error(written, &self.shared);
     }
 
@@ -323,19 +330,11 @@ impl MainLoop {
         if self.pending.is_empty() {
             return;
         }
-        let events = std::mem::replace(
+        let body = std::mem::replace(
             &mut self.pending,
-            Vec::with_capacity(self.config.batch_size),
+            BatchBody::with_capacity(self.config.batch_size),
         );
-        let batch = self.shared.ids.batch(events);
-        match EncodedBatch::new(&batch) {
-            Ok(encoded) => self.hand_over(encoded),
-            Err(error) => {
-                // Plain strings and numbers always serialise; this is unreachable in practice.
-                self.shared.metrics.lost.inc_by(batch.events.len() as u64);
-                tracing::error!(%error, "cannot encode a click batch");
-            }
-        }
+        self.hand_over(body.finish(&self.shared.ids));
     }
 
     /// To the delivery thread, or to the spool when its queue is full (a slow control plane).
@@ -371,11 +370,13 @@ fn run_spooler(
     let mut cache = EnrichCache::default();
     let mut failed: Vec<EncodedBatch> = Vec::new();
     loop {
-        let mut events = Vec::new();
+        // Sized for what is queued: the spooler mostly wakes for a few clicks.
+        let size = |queued: usize| queued.clamp(1, batch_size);
+        let mut events = BatchBody::with_capacity(size(overflow.len()));
         let stop = if failed.is_empty() {
             select! {
                 recv(overflow) -> msg => match msg {
-                    Ok(click) => { events.push(enricher.enrich(&click, &mut cache)); false }
+                    Ok(click) => { enricher.with_event(&click, &mut cache, |e| events.push(e)); false }
                     Err(_) => true,
                 },
                 recv(shutdown) -> _ => true,
@@ -383,7 +384,7 @@ fn run_spooler(
         } else {
             select! {
                 recv(overflow) -> msg => match msg {
-                    Ok(click) => { events.push(enricher.enrich(&click, &mut cache)); false }
+                    Ok(click) => { enricher.with_event(&click, &mut cache, |e| events.push(e)); false }
                     Err(_) => true,
                 },
                 recv(shutdown) -> _ => true,
@@ -393,14 +394,17 @@ fn run_spooler(
         loop {
             while events.len() < batch_size {
                 match overflow.try_recv() {
-                    Ok(click) => events.push(enricher.enrich(&click, &mut cache)),
+                    Ok(click) => enricher.with_event(&click, &mut cache, |e| events.push(e)),
                     Err(_) => break,
                 }
             }
             if events.is_empty() {
                 break;
             }
-            if let Err((encoded, error)) = shared.spool_events(std::mem::take(&mut events)) {
+            if let Err((encoded, error)) = shared.spool_body(std::mem::replace(
+                &mut events,
+                BatchBody::with_capacity(size(overflow.len())),
+            )) {
                 tracing::error!(%error, "cannot spool overflowed clicks; retrying");
                 failed.push(encoded);
             }

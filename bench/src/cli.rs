@@ -175,6 +175,14 @@ pub struct MemoryArgs {
     pub sample: usize,
 }
 
+/// How the control plane is scheduled beside the load generator.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlPriority {
+    Idle,
+    Normal,
+}
+
 /// A control plane's database.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -222,6 +230,12 @@ pub struct ClicksArgs {
     /// The control plane's database during the throughput runs.
     #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
     pub throughput_db: Backend,
+    /// CPU priority of the control plane during the throughput runs. `idle` (SCHED_IDLE): it gets
+    /// only what the load generator leaves of their shared core, as if it ran on its own host
+    /// (the proxy spools what it cannot deliver, and delivers it after the run). `normal`: it
+    /// competes with the load generator, so the on/off ratio also charges the proxy for ingest.
+    #[arg(long, value_enum, default_value_t = ControlPriority::Idle)]
+    pub control_priority: ControlPriority,
     /// The proxy's --click-batch-size (default: the proxy's own).
     #[arg(long)]
     pub click_batch_size: Option<usize>,

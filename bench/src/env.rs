@@ -24,6 +24,10 @@ pub const NGINX: Tool = Tool {
     name: "nginx",
     package: "nginx",
 };
+pub const CHRT: Tool = Tool {
+    name: "chrt",
+    package: "util-linux",
+};
 pub const TASKSET: Tool = Tool {
     name: "taskset",
     package: "util-linux",

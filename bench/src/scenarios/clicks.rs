@@ -25,7 +25,7 @@ use serde_json::json;
 use sling_shared::clicks::{CLICKS_PATH, ClickEvent, IngestReceipt, MAX_BATCH_EVENTS};
 
 use super::{await_redirects, cpu_share, secs};
-use crate::cli::{Backend, ClicksArgs};
+use crate::cli::{Backend, ClicksArgs, ControlPriority};
 use crate::closedloop::{self, ClosedLoopSummary};
 use crate::data::write_lines;
 use crate::db::{self, ControlOn};
@@ -165,11 +165,18 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
     let mut throughput = Vec::new();
     let mut throughput_db = None;
     if !args.no_throughput {
+        let control_pin = match args.control_priority {
+            ControlPriority::Idle => {
+                let chrt = env::find_tool(&env::CHRT)?.display().to_string();
+                [vec![chrt, "--idle".into(), "0".into()], client_pin.clone()].concat()
+            }
+            ControlPriority::Normal => client_pin.clone(),
+        };
         let control = db::start_control_on(
             args.throughput_db,
             &args.postgres,
             &bins.control,
-            &client_pin,
+            &control_pin,
             &work.join("control-throughput"),
             &[],
             &run.logs,
@@ -247,6 +254,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         "links": args.links,
         "pairs": args.pairs,
         "throughputDb": args.throughput_db,
+        "controlPriority": args.control_priority,
         "clickBatchSize": args.click_batch_size,
         "connections": args.load.connections,
         "wrkThreads": args.load.threads,
@@ -441,8 +449,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
          - Throughput: {links} links created through `POST /api/v1/links/bulk` in `sling serve` ({db}); two \
            proxies follow it (`--clicks on` and `--clicks off`), both pinned to CPU {sc}, only the one under load \
            busy. wrk ({conns} connections, {threads} thread(s), {dur} s after {warm} s of warm-up) picks random \
-           slugs; runs alternate on, off. The control plane shares CPU {cc} with wrk, so in clicks-on runs its \
-           ingest work also takes CPU from the load generator (control CPU column).\n\
+           slugs; runs alternate on, off. The control plane shares CPU {cc} with wrk {prio}\n\
          - Delivered: the control plane's `sling_control_{INGESTED}` counter, from before a run's warm-up until \
            it stopped rising (or reached the served count), against wrk's completed requests (warm-up + run). \
            Requests still in flight when wrk stops may be served but not counted by wrk, so the share can \
@@ -457,6 +464,15 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         db = args.throughput_db.name(),
         sc = c.server_cpu,
         cc = c.client_cpu,
+        prio = match args.control_priority {
+            ControlPriority::Idle => "at idle priority (`chrt --idle`, `--control-priority idle`): it \
+                only gets what wrk leaves of that core, as if it ran on a host of its own, as it does in a \
+                fleet. What it cannot take during a run the proxy spools and delivers afterwards (the \
+                delivered column counts those too). Postgres, with `--throughput-db postgres`, is not pinned \
+                or deprioritised.",
+            ControlPriority::Normal => "at normal priority (`--control-priority normal`), so in clicks-on \
+                runs its ingest work also takes CPU from the load generator (control CPU column).",
+        },
         conns = args.load.connections,
         threads = args.load.threads,
         dur = args.load.duration,
@@ -604,7 +620,9 @@ async fn throughput_runs(
             served += summary.requests;
             let waited = Instant::now();
             let after = if on {
-                settle(&ingested, Duration::from_millis(2000), before + served).await
+                // Long enough to outlast the proxy's retry backoff after a POST the busy control
+                // plane did not answer in time (it then delivers from its spool).
+                settle(&ingested, Duration::from_secs(15), before + served).await
             } else {
                 ingested().await
             };

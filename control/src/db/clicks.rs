@@ -118,11 +118,14 @@ pub struct EventRef<'a> {
     pub browser: Str<'a>,
     #[serde(borrow)]
     pub os: Str<'a>,
+    /// Proxies leave out false flags and absent options (see [`ClickEvent`]).
+    #[serde(default)]
     pub bot: bool,
     #[serde(borrow)]
     pub referrer_host: Option<Str<'a>>,
     #[serde(borrow)]
     pub visitor: Str<'a>,
+    #[serde(default)]
     pub qr: bool,
 }
 
@@ -898,4 +901,71 @@ pub async fn prune(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
         .await?;
     w.commit().await?;
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What proxies send (false flags and absent options left out) parses, as does the full form.
+    #[test]
+    fn parses_compact_and_full_events() {
+        let compact = ClickEvent {
+            link_id: "lnk_1".into(),
+            at_ms: 7,
+            country: None,
+            device: "desktop".into(),
+            browser: "Firefox".into(),
+            os: "Linux".into(),
+            bot: false,
+            referrer_host: None,
+            visitor: "ab".into(),
+            qr: false,
+        };
+        let flagged = ClickEvent {
+            country: Some("DE".into()),
+            bot: true,
+            referrer_host: Some("t.co".into()),
+            qr: true,
+            ..compact.clone()
+        };
+        let batch = ClickBatch {
+            batch_id: "b".into(),
+            proxy_id: "p".into(),
+            events: vec![compact, flagged],
+        };
+        let json = serde_json::to_string(&batch).unwrap();
+        assert!(!json.contains("\"qr\":false"), "{json}");
+        let full = json.replace(
+            "\"os\":\"Linux\",\"visitor\"",
+            "\"os\":\"Linux\",\"bot\":false,\"referrerHost\":null,\"visitor\"",
+        );
+        for body in [json, full] {
+            let parsed: BatchRef<'_> = serde_json::from_str(&body).unwrap();
+            assert_eq!(parsed.events.len(), 2);
+            for (got, want) in parsed.events.iter().zip(&batch.events) {
+                let want = EventRef::from(want);
+                assert_eq!(
+                    (
+                        got.country.as_deref(),
+                        got.bot,
+                        got.referrer_host.as_deref(),
+                        got.qr
+                    ),
+                    (
+                        want.country.as_deref(),
+                        want.bot,
+                        want.referrer_host.as_deref(),
+                        want.qr
+                    ),
+                    "{body}"
+                );
+                assert_eq!(
+                    (&*got.link_id, got.at_ms, &*got.visitor),
+                    (&*want.link_id, want.at_ms, &*want.visitor)
+                );
+            }
+        }
+    }
 }

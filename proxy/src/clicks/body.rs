@@ -11,8 +11,8 @@ use sling_shared::clicks::ClickEventRef;
 use super::BatchIds;
 use super::spool::EncodedBatch;
 
-/// Bytes reserved per event up front (a typical event serialises to 180–260).
-const BYTES_PER_EVENT: usize = 256;
+/// Bytes reserved per event up front (a typical event serialises to 140–220).
+const BYTES_PER_EVENT: usize = 192;
 const OPEN: &[u8] = b"{\"events\":[";
 
 /// Events written so far, as the start of a batch body.

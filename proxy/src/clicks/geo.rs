@@ -129,6 +129,10 @@ pub fn country_code(raw: &str) -> Option<Country> {
 #[derive(Debug, Default)]
 pub struct TorGeoIp {
     v4: Vec<(u32, u32, Country)>,
+    /// `v4_by_top16[h]`: the first v4 range starting at or after `h << 16` (65,537 entries, the
+    /// last being `v4.len()`), so a lookup searches a handful of ranges instead of descending
+    /// ~18 levels of a 200,000-range binary search, most of them cache misses.
+    v4_by_top16: Vec<u32>,
     v6: Vec<(u128, u128, Country)>,
 }
 
@@ -162,14 +166,34 @@ impl TorGeoIp {
             .collect();
         v4.sort_unstable_by_key(|r| r.0);
         v6.sort_unstable_by_key(|r| r.0);
-        Self { v4, v6 }
+        let v4_by_top16 = (0..=1u32 << 16)
+            .map(|top| {
+                let first = v4.partition_point(|r| u64::from(r.0) < u64::from(top) << 16);
+                u32::try_from(first).unwrap_or(u32::MAX)
+            })
+            .collect();
+        Self {
+            v4,
+            v4_by_top16,
+            v6,
+        }
     }
 
     pub fn lookup(&self, ip: IpAddr) -> Option<Country> {
         match ip.to_canonical() {
-            IpAddr::V4(v4) => find(&self.v4, u32::from(v4)),
+            IpAddr::V4(v4) => self.find_v4(u32::from(v4)),
             IpAddr::V6(v6) => find(&self.v6, u128::from(v6)),
         }
+    }
+}
+
+impl TorGeoIp {
+    fn find_v4(&self, key: u32) -> Option<Country> {
+        let top = (key >> 16) as usize;
+        let at = |i: usize| self.v4_by_top16.get(i).map(|&n| n as usize);
+        // The range holding `key` starts in this block or is the last one before it.
+        let (from, to) = (at(top)?.saturating_sub(1), at(top + 1)?);
+        find(self.v4.get(from..to)?, key)
     }
 }
 
@@ -221,6 +245,33 @@ mod tests {
             Some("FR")
         );
         assert_eq!(Geo::None.country("2.0.0.1".parse().unwrap()), None);
+    }
+
+    /// The block index answers exactly as a binary search over every range.
+    #[test]
+    fn indexed_v4_lookup_matches_a_full_search() {
+        // Ranges inside one block, spanning blocks, ending at a block's last address, gaps, and
+        // the very first and last addresses.
+        let v4 = "0,0,AA\n1,65535,AB\n65536,65536,AC\n70000,200000,AD\n16777216,16777471,AE\n\
+                  16777472,33554431,AF\n4294901760,4294967294,AG\n4294967295,4294967295,AH\n";
+        let t = TorGeoIp::parse(v4, "");
+        let mut keys: Vec<u32> = vec![0, 1, 2, 65535, 65536, 65537, 69999, 70000, 131072, 200000];
+        keys.extend([
+            200001, 16777215, 16777216, 16777471, 16777472, 33554431, 33554432,
+        ]);
+        keys.extend([4294901759, 4294901760, 4294967294, 4294967295]);
+        let mut x: u32 = 12345;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            keys.push(x);
+            keys.push(x % 40_000_000);
+        }
+        for key in keys {
+            assert_eq!(t.find_v4(key), find(&t.v4, key), "{key}");
+        }
+        assert_eq!(t.find_v4(65536).as_deref(), Some("AC"));
+        assert_eq!(t.find_v4(4294967295).as_deref(), Some("AH"));
+        assert_eq!(t.find_v4(200001), None);
     }
 
     #[test]

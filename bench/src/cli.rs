@@ -247,16 +247,18 @@ pub struct ClicksArgs {
         default_value = "postgres,sqlite"
     )]
     pub ingest_dbs: Vec<Backend>,
-    /// Concurrent senders POSTing click batches in the ingest runs.
+    /// Concurrent senders POSTing click batches in an ingest case that names no number.
     #[arg(long, default_value_t = 4)]
     pub senders: u32,
-    /// Ingest runs per database, comma-separated `TIMES:EVENTS`: EVENTS per batch, event times
-    /// `recent` (the last two seconds, as a proxy stamps them) or `hour` (random over the last
-    /// hour: little for rollups to aggregate).
+    /// Ingest runs per database, comma-separated `TIMES:EVENTS[:SENDERS]`: EVENTS per batch, event
+    /// times `recent` (the last two seconds, as a proxy stamps them) or `hour` (random over the
+    /// last hour: little for rollups to aggregate), SENDERS concurrent closed-loop senders (a
+    /// fleet's proxies; default `--senders`). The target is judged on the first Postgres case:
+    /// 16 senders keep the single writer's groups full, 4 cannot (each waits for its answer).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "recent:5000,recent:1000,hour:1000"
+        default_value = "recent:5000:16,recent:5000,recent:1000,hour:1000"
     )]
     pub ingest_cases: Vec<String>,
     /// Links the ingest events refer to (created through the API first).

@@ -101,14 +101,24 @@ impl Times {
 struct IngestCase {
     times: Times,
     batch_events: usize,
+    senders: u32,
 }
 
-fn parse_cases(raw: &[String]) -> anyhow::Result<Vec<IngestCase>> {
+/// `TIMES:EVENTS[:SENDERS]`, senders defaulting to `--senders`.
+fn parse_cases(raw: &[String], default_senders: u32) -> anyhow::Result<Vec<IngestCase>> {
     raw.iter()
         .map(|c| {
-            let (t, n) = c
-                .split_once(':')
-                .with_context(|| format!("--ingest-cases: {c:?} is not TIMES:EVENTS"))?;
+            let mut parts = c.splitn(3, ':');
+            let (Some(t), Some(n)) = (parts.next(), parts.next()) else {
+                anyhow::bail!("--ingest-cases: {c:?} is not TIMES:EVENTS[:SENDERS]");
+            };
+            let senders =
+                match parts.next() {
+                    None => default_senders,
+                    Some(k) => k.parse().ok().filter(|&k| k >= 1).with_context(|| {
+                        format!("--ingest-cases: {k:?} is not a number of senders")
+                    })?,
+                };
             let times = match t {
                 "recent" => Times::Recent,
                 "hour" => Times::Hour,
@@ -124,6 +134,7 @@ fn parse_cases(raw: &[String]) -> anyhow::Result<Vec<IngestCase>> {
             Ok(IngestCase {
                 times,
                 batch_events,
+                senders,
             })
         })
         .collect()
@@ -152,7 +163,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         args.links >= 1 && args.ingest_links >= 1,
         "--links and --ingest-links must be at least 1"
     );
-    let cases = parse_cases(&args.ingest_cases)?;
+    let cases = parse_cases(&args.ingest_cases, args.senders)?;
     let wrk_bin = env::find_tool(&env::WRK)?;
     let server_pin = env::pin(c, c.server_cpu)?;
     let client_pin = env::pin(c, c.client_cpu)?;
@@ -244,7 +255,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         .fold((0, 0), |(s, d), r| (s + r.served, d + r.delivered));
     let delivered_share = (served > 0).then(|| delivered as f64 / served as f64);
     // The target is judged on the first Postgres case (by default recent times, 5,000-event
-    // batches: what loaded proxies send); every case is reported.
+    // batches, 16 senders: what a loaded fleet sends); every case is reported.
     let pg_rate = ingest
         .iter()
         .filter(|r| r.backend == Backend::Postgres)
@@ -330,7 +341,8 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
             ));
         }
     }
-    for r in &ingest {
+    let judged = ingest.iter().position(|r| r.backend == Backend::Postgres);
+    for (i, r) in ingest.iter().enumerate() {
         md.push_str(&format!(
             "- Ingest into {} ({} times): **{:.0} events/s** ({:.1} batches/s of {} events, {} senders), batch latency p50 {} ms, \
              p99 {} ms, errors {}{}.\n",
@@ -343,9 +355,9 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
             ms(r.batches.latency.p50_us as f64),
             ms(r.batches.latency.p99_us as f64),
             r.batches.errors,
-            if r.backend == Backend::Postgres {
+            if judged == Some(i) {
                 format!(
-                    " — target ≥ 100,000 events/s: {}",
+                    " — target ≥ 100,000 events/s (judged on this, the first Postgres case): {}",
                     if r.events_per_sec >= MIN_EVENTS_PER_SEC {
                         "met"
                     } else {
@@ -455,7 +467,8 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
            Requests still in flight when wrk stops may be served but not counted by wrk, so the share can \
            slightly exceed 1.\n\
          - Ingest: a fresh `sling serve` (and database) per database and case on CPU {sc} (Postgres itself is \
-           not pinned), {il} links; {senders} senders each POST pre-built batches (random links, countries, \
+           not pinned), {il} links; each case's senders (`TIMES:EVENTS:SENDERS`; {senders} where a case names \
+           none) each POST pre-built batches (random links, countries, \
            devices; event times `recent`: within two seconds of the run's start, as a proxy stamps them, or \
            `hour`: random over the last hour; a new batch id per request, so nothing is deduplicated) with the \
            fleet token and check the receipt; closed loop, {dur} s after {warm} s of warm-up. The senders run \
@@ -501,10 +514,11 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| {
             format!(
-                "{} {} ×{}",
+                "{} {} ×{} ({} senders)",
                 r.backend.name(),
                 r.times.name(),
-                r.batch_events
+                r.batch_events,
+                r.senders
             )
         })
         .collect();
@@ -515,7 +529,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
             "events/s",
             &groups,
             &[Series {
-                name: format!("{} senders", args.senders),
+                name: "events/s".to_owned(),
                 values: ingest.iter().map(|r| r.events_per_sec).collect(),
             }],
         ),
@@ -795,12 +809,12 @@ async fn ingest_run(
     let (ing0, unk0) = (metrics(INGESTED).await, metrics(UNKNOWN).await);
     eprintln!(
         "ingest {name}: {} senders × {} events per batch…",
-        args.senders, case.batch_events
+        case.senders, case.batch_events
     );
     let cpu0 = procs::tree_cpu_seconds(ctl.pid());
     let t = Instant::now();
     let batches = closedloop::run(
-        args.senders,
+        case.senders,
         secs(args.load.warmup),
         secs(args.load.duration),
         send,
@@ -821,7 +835,7 @@ async fn ingest_run(
         database: control.database.clone(),
         times: case.times,
         batch_events: case.batch_events,
-        senders: args.senders,
+        senders: case.senders,
         events_per_sec,
         batches,
         ingested_delta: ing1.saturating_sub(ing0),

@@ -406,6 +406,23 @@ async fn awkward_values_round_trip() {
                 .contains(&json!({"os": "Linux", "clicks": 1})),
             "{s}"
         );
+
+        // A referrer host that a spreadsheet would run as a formula is exported as text.
+        let mut e = event(&id, T0, "formula", false);
+        e.referrer_host = Some("=1+1".into());
+        let r = post(&h, &batch("formula", vec![e])).await;
+        assert_eq!(r.json["accepted"], true, "{:?}", r.body);
+        let csv = h
+            .admin(
+                "GET",
+                &format!("/api/v1/links/{id}/stats?start=2026-01-01&end=2026-12-31&format=csv"),
+                None,
+            )
+            .await;
+        let text = String::from_utf8(csv.body.to_vec()).unwrap();
+        assert!(text.contains("referrer,'=1+1,1,"), "{text}");
+        assert!(!text.contains(",=1+1"), "{text}");
+
         h
     })
     .await;

@@ -484,7 +484,19 @@ fn wants_csv(p: &Params, q: &StatsQuery, headers: &HeaderMap) -> bool {
         })
 }
 
+/// Spreadsheets evaluate a cell that starts with one of these as a formula, and a referrer host
+/// comes from the visitor's `Referer` (`http://=1+1/` has the host `=1+1`). Such a value is
+/// written after a `'`, which spreadsheets show as text (OWASP's advice on CSV injection).
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
 fn csv_field(out: &mut String, v: &str) {
+    let guarded;
+    let v = if v.starts_with(FORMULA_START) {
+        guarded = format!("'{v}");
+        guarded.as_str()
+    } else {
+        v
+    };
     if v.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&v.replace('"', "\"\""));
@@ -567,4 +579,31 @@ pub async fn team(
     let view = compute(&state, Scope::Team(&caller.team_id), &p, None).await?;
     let csv = wants_csv(&p, &q, &headers);
     Ok(respond(view, csv, "stats.csv"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        let field = |v: &str| {
+            let mut out = String::new();
+            csv_field(&mut out, v);
+            out
+        };
+        assert_eq!(field("example.org"), "example.org");
+        assert_eq!(field("a,b\"c"), "\"a,b\"\"c\"");
+        assert_eq!(field("=1+1"), "'=1+1");
+        assert_eq!(field("+cmd"), "'+cmd");
+        assert_eq!(field("-2"), "'-2");
+        assert_eq!(field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(field("\tx"), "'\tx");
+        assert_eq!(
+            field("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        assert_eq!(field("a=b"), "a=b");
+        assert_eq!(field(""), "");
+    }
 }

@@ -377,6 +377,7 @@ mod tests {
             "http://example.com.\\evil/",
             "android-app://com.google.android.gm/",
             "https://%65xample.com/",
+            "http://=1+1/",
             "no scheme at all",
             "mailto:someone@example.com",
             "https://",
@@ -389,5 +390,8 @@ mod tests {
                 origin(referer)
             );
         }
+        // Hosts may start with characters spreadsheets read as formulas; the control plane's CSV
+        // export guards against that (`control/src/api/stats.rs`).
+        assert_eq!(referrer_host("http://=1+1/").as_deref(), Some("=1+1"));
     }
 }

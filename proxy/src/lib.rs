@@ -667,10 +667,13 @@ impl State {
             _ => router::FormFactor::Unknown,
         };
         let device = router::Device { platform, form };
-        if self.devices.len() >= clicks::enrich::UA_CACHE_MAX {
-            self.devices.clear();
+        // Header values are the keys: a long one is answered but not kept.
+        if ua.len() <= clicks::enrich::CACHE_KEY_MAX {
+            if self.devices.len() >= clicks::enrich::UA_CACHE_MAX {
+                self.devices.clear();
+            }
+            self.devices.insert(ua.into(), device);
         }
-        self.devices.insert(ua.into(), device);
         device
     }
 

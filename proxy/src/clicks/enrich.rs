@@ -10,7 +10,9 @@
 //!   when either says so (curl and other HTTP libraries are only on the isbot list).
 //!
 //! Results are cached per agent string (agents repeat heavily), and referrer hosts per referring
-//! origin, each cache being cleared when it grows past [`UA_CACHE_MAX`]. An event is handed out
+//! origin, each cache being cleared when it grows past [`UA_CACHE_MAX`] entries or a mebibyte of
+//! keys (values longer than [`CACHE_KEY_MAX`] are never kept: they come from request headers, and
+//! a flood of huge distinct agents must not grow the proxy's memory). An event is handed out
 //! borrowed ([`ClickEventRef`]) and written straight into its batch's JSON, so a click with a
 //! known agent and origin allocates nothing on the shipper thread.
 //!
@@ -76,22 +78,48 @@ pub struct EnrichCache {
 }
 
 /// A string-keyed cache cleared when full (the keys repeat heavily; an LRU would cost more per
-/// hit than the rare re-parse after a clear).
+/// hit than the rare re-parse after a clear). Keys come from request headers, so their bytes are
+/// bounded too: a key longer than [`CACHE_KEY_MAX`] is answered without being kept, and the cache
+/// is cleared once its keys hold [`MEMO_KEY_BYTES`].
 #[derive(Debug)]
-struct Memo<V>(hashbrown::HashMap<Box<str>, V>);
+struct Memo<V> {
+    map: hashbrown::HashMap<Box<str>, V>,
+    key_bytes: usize,
+}
+
+/// Longest header value (user agent, referring origin) a cache keeps.
+pub const CACHE_KEY_MAX: usize = 1024;
+/// Key bytes one [`Memo`] holds before it is cleared.
+const MEMO_KEY_BYTES: usize = 1 << 20;
 
 impl<V> Default for Memo<V> {
     fn default() -> Self {
-        Self(hashbrown::HashMap::default())
+        Self {
+            map: hashbrown::HashMap::default(),
+            key_bytes: 0,
+        }
     }
 }
 
-impl<V> Memo<V> {
-    fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce(&str) -> V) -> &V {
-        if self.0.len() >= UA_CACHE_MAX && !self.0.contains_key(key) {
-            self.0.clear();
+impl<V: Clone> Memo<V> {
+    fn get_or_insert_with(
+        &mut self,
+        key: &str,
+        make: impl FnOnce(&str) -> V,
+    ) -> std::borrow::Cow<'_, V> {
+        if key.len() > CACHE_KEY_MAX {
+            return std::borrow::Cow::Owned(make(key));
         }
-        self.0.entry_ref(key).or_insert_with(|| make(key))
+        let full = self.map.len() >= UA_CACHE_MAX || self.key_bytes + key.len() > MEMO_KEY_BYTES;
+        if full && !self.map.contains_key(key) {
+            self.map.clear();
+            self.key_bytes = 0;
+        }
+        let key_bytes = &mut self.key_bytes;
+        std::borrow::Cow::Borrowed(self.map.entry_ref(key).or_insert_with(|| {
+            *key_bytes += key.len();
+            make(key)
+        }))
     }
 }
 
@@ -146,14 +174,14 @@ impl Enricher {
         let ua = raw.get(Field::UserAgent).unwrap_or("");
         let visitor = self.visitor(ip, ua, raw.at_ms, &mut cache.salt);
         let agent = cache.agents.get_or_insert_with(ua, |ua| self.agent(ua));
-        let referrer_host = raw.get(Field::Referer).and_then(|referer| {
+        let referrer = raw.get(Field::Referer).map(|referer| {
             cache
                 .referrers
                 .get_or_insert_with(origin(referer), |origin| {
                     referrer_host(origin).map(String::into_boxed_str)
                 })
-                .as_deref()
         });
+        let referrer_host = referrer.as_ref().and_then(|host| host.as_deref());
         f(&ClickEventRef {
             link_id: raw.link_id(),
             at_ms: raw.at_ms,
@@ -362,6 +390,28 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, day_salt(b"k", 1_710_028_800_000));
         assert_ne!(a, day_salt(b"other", 1_710_115_199_999));
+    }
+
+    /// Header values are cache keys: long ones are not kept, and the key bytes stay bounded.
+    #[test]
+    fn caches_bound_their_keys() {
+        let mut memo = Memo::<usize>::default();
+        let long = "x".repeat(CACHE_KEY_MAX + 1);
+        assert_eq!(*memo.get_or_insert_with(&long, str::len), CACHE_KEY_MAX + 1);
+        assert!(memo.map.is_empty());
+        assert_eq!(*memo.get_or_insert_with("ua", str::len), 2);
+        assert_eq!(*memo.get_or_insert_with("ua", |_| 99), 2, "cached");
+        let key = "k".repeat(CACHE_KEY_MAX);
+        for i in 0..(2 * MEMO_KEY_BYTES / CACHE_KEY_MAX) {
+            let k = format!("{i:08}{}", &key[8..]);
+            memo.get_or_insert_with(&k, str::len);
+            assert!(memo.key_bytes <= MEMO_KEY_BYTES);
+            assert_eq!(
+                memo.key_bytes,
+                memo.map.keys().map(|k| k.len()).sum::<usize>()
+            );
+        }
+        assert!(memo.map.len() < MEMO_KEY_BYTES / CACHE_KEY_MAX + 1);
     }
 
     /// The host is read from the origin alone (the cache key): the same answer as the full URL.

@@ -24,31 +24,35 @@ pub struct ClickBatch {
     pub events: Vec<ClickEvent>,
 }
 
-/// One enriched click.
+/// One enriched click. `S` is the string type: `String` (the default) owns its fields, `&str`
+/// ([`ClickEventRef`]) borrows them, which is how a proxy writes every click it ships straight into
+/// a batch body; the control plane parses into a copy-on-write string. One definition, so every
+/// form has the same wire format by construction.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ClickEvent {
-    pub link_id: String,
+// Only the strings need parsing; `default` applies to the options and flags, not to `S`.
+#[serde(rename_all = "camelCase", bound(deserialize = "S: Deserialize<'de>"))]
+pub struct ClickEvent<S = String> {
+    pub link_id: S,
     /// Unix milliseconds when the proxy answered.
     pub at_ms: i64,
     /// Upper-case ISO 3166-1 alpha-2, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
+    pub country: Option<S>,
     /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`.
-    pub device: String,
+    pub device: S,
     /// Browser family (`Chrome`, `Firefox`, …) or `unknown`.
-    pub browser: String,
+    pub browser: S,
     /// OS family (`iOS`, `Android`, `Windows`, …) or `unknown`.
-    pub os: String,
+    pub os: S,
     /// Flagged by the bot list; kept, but left out of stats by default.
     #[serde(default, skip_serializing_if = "is_false")]
     pub bot: bool,
     /// Host of the `Referer`, lower-case, when present and parseable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub referrer_host: Option<String>,
+    pub referrer_host: Option<S>,
     /// Keyed hash of (client address, user agent, day) with a daily-rotating salt, hex-encoded;
     /// the raw address never leaves the proxy.
-    pub visitor: String,
+    pub visitor: S,
     /// The request came through a QR code (`?qr=1` or the QR marker the link carries).
     #[serde(default, skip_serializing_if = "is_false")]
     pub qr: bool,
@@ -60,39 +64,22 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// [`ClickEvent`] borrowed: what a proxy serialises straight into a batch body, without owning a
-/// string per field (the shipper writes every click it ships). Same wire format, field for field.
-#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ClickEventRef<'a> {
-    pub link_id: &'a str,
-    pub at_ms: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub country: Option<&'a str>,
-    pub device: &'a str,
-    pub browser: &'a str,
-    pub os: &'a str,
-    #[serde(skip_serializing_if = "is_false")]
-    pub bot: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub referrer_host: Option<&'a str>,
-    pub visitor: &'a str,
-    #[serde(skip_serializing_if = "is_false")]
-    pub qr: bool,
-}
+/// [`ClickEvent`] borrowed.
+pub type ClickEventRef<'a> = ClickEvent<&'a str>;
 
-impl ClickEventRef<'_> {
+impl<S: AsRef<str>> ClickEvent<S> {
     pub fn to_owned_event(&self) -> ClickEvent {
+        let own = |s: &S| s.as_ref().to_owned();
         ClickEvent {
-            link_id: self.link_id.to_owned(),
+            link_id: own(&self.link_id),
             at_ms: self.at_ms,
-            country: self.country.map(str::to_owned),
-            device: self.device.to_owned(),
-            browser: self.browser.to_owned(),
-            os: self.os.to_owned(),
+            country: self.country.as_ref().map(own),
+            device: own(&self.device),
+            browser: own(&self.browser),
+            os: own(&self.os),
             bot: self.bot,
-            referrer_host: self.referrer_host.map(str::to_owned),
-            visitor: self.visitor.to_owned(),
+            referrer_host: self.referrer_host.as_ref().map(own),
+            visitor: own(&self.visitor),
             qr: self.qr,
         }
     }

@@ -103,56 +103,32 @@ pub struct BatchRef<'a> {
     pub events: Vec<EventRef<'a>>,
 }
 
-/// [`ClickEvent`], strings borrowed.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventRef<'a> {
-    #[serde(borrow)]
-    pub link_id: Str<'a>,
-    pub at_ms: i64,
-    #[serde(borrow)]
-    pub country: Option<Str<'a>>,
-    #[serde(borrow)]
-    pub device: Str<'a>,
-    #[serde(borrow)]
-    pub browser: Str<'a>,
-    #[serde(borrow)]
-    pub os: Str<'a>,
-    /// Proxies leave out false flags and absent options (see [`ClickEvent`]).
-    #[serde(default)]
-    pub bot: bool,
-    #[serde(borrow)]
-    pub referrer_host: Option<Str<'a>>,
-    #[serde(borrow)]
-    pub visitor: Str<'a>,
-    #[serde(default)]
-    pub qr: bool,
-}
+/// [`ClickEvent`], strings borrowed where the JSON allows (the shared definition, so proxies
+/// leaving out false flags and absent options parse too).
+pub type EventRef<'a> = ClickEvent<Str<'a>>;
 
 impl<'a> From<&'a ClickBatch> for BatchRef<'a> {
     fn from(b: &'a ClickBatch) -> Self {
         BatchRef {
             batch_id: borrowed(&b.batch_id),
             proxy_id: borrowed(&b.proxy_id),
-            events: b.events.iter().map(EventRef::from).collect(),
+            events: b.events.iter().map(event_ref).collect(),
         }
     }
 }
 
-impl<'a> From<&'a ClickEvent> for EventRef<'a> {
-    fn from(e: &'a ClickEvent) -> Self {
-        EventRef {
-            link_id: borrowed(&e.link_id),
-            at_ms: e.at_ms,
-            country: e.country.as_deref().map(borrowed),
-            device: borrowed(&e.device),
-            browser: borrowed(&e.browser),
-            os: borrowed(&e.os),
-            bot: e.bot,
-            referrer_host: e.referrer_host.as_deref().map(borrowed),
-            visitor: borrowed(&e.visitor),
-            qr: e.qr,
-        }
+fn event_ref(e: &ClickEvent) -> EventRef<'_> {
+    ClickEvent {
+        link_id: borrowed(&e.link_id),
+        at_ms: e.at_ms,
+        country: e.country.as_deref().map(borrowed),
+        device: borrowed(&e.device),
+        browser: borrowed(&e.browser),
+        os: borrowed(&e.os),
+        bot: e.bot,
+        referrer_host: e.referrer_host.as_deref().map(borrowed),
+        visitor: borrowed(&e.visitor),
+        qr: e.qr,
     }
 }
 
@@ -945,7 +921,7 @@ mod tests {
             let parsed: BatchRef<'_> = serde_json::from_str(&body).unwrap();
             assert_eq!(parsed.events.len(), 2);
             for (got, want) in parsed.events.iter().zip(&batch.events) {
-                let want = EventRef::from(want);
+                let want = event_ref(want);
                 assert_eq!(
                     (
                         got.country.as_deref(),

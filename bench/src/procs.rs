@@ -158,8 +158,6 @@ impl Drop for Proc {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1 (for nginx, which cannot report the port it
-/// bound; the caller checks that its server really got it).
 /// The JSON summary a load tool printed after `marker` on a line of its output (wrk's Lua
 /// script, the open-loop and handshake workers), or an error quoting what it printed instead.
 pub fn printed_summary<T: serde::de::DeserializeOwned>(
@@ -178,6 +176,8 @@ pub fn printed_summary<T: serde::de::DeserializeOwned>(
     serde_json::from_str(line).with_context(|| format!("parsing {tool}'s summary {line:?}"))
 }
 
+/// A port that was free a moment ago on 127.0.0.1 (for nginx, which cannot report the port it
+/// bound; the caller checks that its server really got it).
 pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())

@@ -229,20 +229,16 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
     }
 
     // Report.
-    let rps = |on: bool| -> Vec<f64> {
+    // One figure of the runs with clicks on (or off), in run order.
+    let of_runs = |on: bool, figure: fn(&ThroughputRun) -> f64| -> Vec<f64> {
         throughput
             .iter()
             .filter(|r| r.clicks == on)
-            .map(|r| r.requests_per_sec)
+            .map(figure)
             .collect()
     };
-    let cpu_us = |on: bool| -> Vec<f64> {
-        throughput
-            .iter()
-            .filter(|r| r.clicks == on)
-            .map(|r| r.proxy_cpu_us_per_request)
-            .collect()
-    };
+    let rps = |on: bool| of_runs(on, |r| r.requests_per_sec);
+    let cpu_us = |on: bool| of_runs(on, |r| r.proxy_cpu_us_per_request);
     let ratios: Vec<f64> = rps(true)
         .iter()
         .zip(rps(false))
@@ -256,11 +252,8 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
     let delivered_share = (served > 0).then(|| delivered as f64 / served as f64);
     // The target is judged on the first Postgres case (by default recent times, 5,000-event
     // batches, 16 senders: what a loaded fleet sends); every case is reported.
-    let pg_rate = ingest
-        .iter()
-        .filter(|r| r.backend == Backend::Postgres)
-        .map(|r| r.events_per_sec)
-        .next();
+    let judged = ingest.iter().position(|r| r.backend == Backend::Postgres);
+    let pg_rate = judged.and_then(|i| ingest.get(i)).map(|r| r.events_per_sec);
     let config = json!({
         "links": args.links,
         "pairs": args.pairs,
@@ -341,7 +334,6 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
             ));
         }
     }
-    let judged = ingest.iter().position(|r| r.backend == Backend::Postgres);
     for (i, r) in ingest.iter().enumerate() {
         md.push_str(&format!(
             "- Ingest into {} ({} times): **{:.0} events/s** ({:.1} batches/s of {} events, {} senders), batch latency p50 {} ms, \

@@ -596,8 +596,15 @@ pub async fn ingest_group(
         lap.mark("events");
 
         let mut rows = RowSet::new(ROLLUP_COLS, agg.rollups.len());
-        for &((l, k, d, v), (c, x)) in &agg.rollups {
-            let t = teams.get(l).map(String::as_str).unwrap_or("");
+        for &(
+            (l, k, d, v),
+            Sums {
+                team: t,
+                clicks: c,
+                bots: x,
+            },
+        ) in &agg.rollups
+        {
             rows.push(&[
                 Val::Text(l),
                 Val::Text(t),
@@ -700,12 +707,35 @@ pub(super) struct EventRow<'a> {
 /// its human clicks per link, both in key order (= lock order).
 pub(super) struct Aggregate<'a> {
     pub events: Vec<EventRow<'a>>,
-    pub rollups: Vec<(RollupKey<'a>, (i64, i64))>,
+    pub rollups: Vec<(RollupKey<'a>, Sums<'a>)>,
     pub humans: Vec<(&'a str, i64)>,
 }
 
 /// (link, bucket, dimension, value).
 pub(super) type RollupKey<'a> = (&'a str, i64, &'static str, &'a str);
+
+/// One rollup row's human and bot clicks, with its link's team (found once, in [`aggregate`]).
+#[derive(Clone, Copy)]
+pub(super) struct Sums<'a> {
+    pub team: &'a str,
+    pub clicks: i64,
+    pub bots: i64,
+}
+
+impl<'a> Sums<'a> {
+    fn new(team: &'a str) -> Self {
+        Self {
+            team,
+            clicks: 0,
+            bots: 0,
+        }
+    }
+
+    fn add(&mut self, clicks: i64, bots: i64) {
+        self.clicks += clicks;
+        self.bots += bots;
+    }
+}
 
 /// Hashing with foldhash: summing tens of thousands of events is a hash-map hot loop (the
 /// BTreeMap of string tuples it replaces took 105-122 ms per 50,000 events). The sums are sorted
@@ -755,7 +785,7 @@ pub(super) fn aggregate<'a>(
 ) -> Aggregate<'a> {
     let total: usize = fresh.iter().map(|&i| batches[i].len()).sum();
     let mut events = Vec::with_capacity(total);
-    let mut rollups: FastMap<RollupKey<'a>, (i64, i64)> = FastMap::default();
+    let mut rollups: FastMap<RollupKey<'a>, Sums<'a>> = FastMap::default();
     let mut humans: FastMap<&'a str, i64> = FastMap::default();
     for &i in fresh {
         let b = batches[i];
@@ -791,14 +821,16 @@ pub(super) fn aggregate<'a>(
                 ("os", os),
                 ("referrer", referrer),
             ] {
-                let slot = rollups.entry((link, bucket, dim, value)).or_default();
-                slot.0 += h;
-                slot.1 += x;
+                rollups
+                    .entry((link, bucket, dim, value))
+                    .or_insert(Sums::new(team))
+                    .add(h, x);
             }
             if e.qr {
-                let slot = rollups.entry((link, bucket, "qr", "")).or_default();
-                slot.0 += h;
-                slot.1 += x;
+                rollups
+                    .entry((link, bucket, "qr", ""))
+                    .or_insert(Sums::new(team))
+                    .add(h, x);
             }
             if !e.bot {
                 *humans.entry(link).or_default() += 1;

@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Connection, Row};
 
 use super::clicks::{
-    Aggregate, EventRow, Ingested, Laps, Prepared, accept, aggregate, candidates, link_ids,
+    Aggregate, EventRow, Ingested, Laps, Prepared, Sums, accept, aggregate, candidates, link_ids,
 };
 use super::{changes, links};
 
@@ -78,7 +78,7 @@ pub(super) async fn ingest_group(
     if !agg.events.is_empty() {
         copy_events(&mut tx, &agg.events).await?;
         lap.mark("events");
-        upsert_rollups(&mut tx, &agg, &teams).await?;
+        upsert_rollups(&mut tx, &agg).await?;
         lap.mark("rollups");
         if !agg.humans.is_empty() {
             feed_seq = count_clicks(&mut tx, &agg, now_ms).await?;
@@ -124,11 +124,7 @@ async fn copy_events(conn: &mut PgConnection, events: &[EventRow<'_>]) -> sqlx::
 }
 
 /// Adds the group's rollups, one upsert for all of them, in key order.
-async fn upsert_rollups(
-    conn: &mut PgConnection,
-    agg: &Aggregate<'_>,
-    teams: &HashMap<String, String>,
-) -> sqlx::Result<()> {
+async fn upsert_rollups(conn: &mut PgConnection, agg: &Aggregate<'_>) -> sqlx::Result<()> {
     let n = agg.rollups.len();
     let (mut l, mut t, mut k, mut d, mut v, mut c, mut x) = (
         Vec::with_capacity(n),
@@ -139,9 +135,9 @@ async fn upsert_rollups(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for &((link, bucket, dim, value), (clicks, bots)) in &agg.rollups {
+    for &((link, bucket, dim, value), Sums { team, clicks, bots }) in &agg.rollups {
         l.push(link);
-        t.push(teams.get(link).map(String::as_str).unwrap_or(""));
+        t.push(team);
         k.push(bucket);
         d.push(dim);
         v.push(value);

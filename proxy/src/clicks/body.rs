@@ -30,6 +30,12 @@ impl BatchBody {
         Self { json, events: 0 }
     }
 
+    /// An empty body for clicks taken off a queue holding `queued`: room for those, at least one,
+    /// at most a batch (the overflow paths mostly wake for a few clicks).
+    pub(crate) fn for_queued(queued: usize, batch_size: usize) -> Self {
+        Self::with_capacity(queued.clamp(1, batch_size.max(1)))
+    }
+
     pub(crate) fn push(&mut self, event: &ClickEventRef<'_>) {
         let start = self.json.len();
         if self.events > 0 {

@@ -4,7 +4,8 @@
 //!   read with the `maxminddb` crate;
 //! - otherwise tor's range files as Debian ships them in `tor-geoipdb` (`/usr/share/tor/geoip`:
 //!   `FROM,TO,CC` with IPv4 addresses as integers; `geoip6`: `FROM_IP,TO_IP,CC`), loaded into
-//!   sorted vectors and binary-searched. Free, updated with tor, no account needed.
+//!   sorted vectors and binary-searched (IPv4 within the ranges of the address's /16 block).
+//!   Free, updated with tor, no account needed.
 //!
 //! A trusted CDN header beats both; that choice is made in [`super::enrich`].
 

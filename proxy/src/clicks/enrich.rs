@@ -286,6 +286,47 @@ impl Hex16 {
     }
 }
 
+/// An IPv4 address in dotted-decimal text, written without the formatting machinery: every click
+/// from an IPv4 client hashes it, and `Display` cost about ten times as many instructions.
+struct Ipv4Text {
+    buf: [u8; 15],
+    len: usize,
+}
+
+impl Ipv4Text {
+    fn new(ip: std::net::Ipv4Addr) -> Self {
+        let mut text = Self {
+            buf: [0; 15],
+            len: 0,
+        };
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                text.push(b'.');
+            }
+            if octet >= 100 {
+                text.push(b'0' + octet / 100);
+            }
+            if octet >= 10 {
+                text.push(b'0' + octet / 10 % 10);
+            }
+            text.push(b'0' + octet % 10);
+        }
+        text
+    }
+
+    fn push(&mut self, byte: u8) {
+        // Four octets of at most three digits and three dots: 15 bytes always suffice.
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
 /// Feeds formatted text to an HMAC (the address, without a `String` per click).
 struct MacWriter<'a>(&'a mut HmacSha256);
 
@@ -322,8 +363,13 @@ pub fn day_salt(key: &[u8], at_ms: i64) -> [u8; 32] {
 
 /// `keyed`: an HMAC keyed with the day's salt.
 fn visitor_key(mut keyed: HmacSha256, ip: IpAddr, ua: &str, day: i64) -> Hex16 {
-    // Writing to the MAC cannot fail.
-    let _ = write!(MacWriter(&mut keyed), "{}", ip.to_canonical());
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => keyed.update(Ipv4Text::new(v4).as_bytes()),
+        // Writing to the MAC cannot fail.
+        v6 => {
+            let _ = write!(MacWriter(&mut keyed), "{v6}");
+        }
+    }
     for part in [b"\0", ua.as_bytes(), b"\0", &day.to_be_bytes()] {
         keyed.update(part);
     }
@@ -390,6 +436,58 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, day_salt(b"k", 1_710_028_800_000));
         assert_ne!(a, day_salt(b"other", 1_710_115_199_999));
+    }
+
+    /// The visitor key is the documented HMAC over the address's canonical text, whichever way the
+    /// address is written out.
+    #[test]
+    fn visitor_key_hashes_the_canonical_address() {
+        let salt = day_salt(b"fleet", 1_710_115_200_000);
+        let day = 1_710_115_200_000_i64.div_euclid(86_400_000);
+        let addresses = [
+            "0.0.0.0",
+            "9.10.99.100",
+            "127.0.0.1",
+            "198.51.100.7",
+            "255.255.255.255",
+            "10.0.200.5",
+            "2001:db8::1",
+            "::ffff:203.0.113.9",
+            "::1",
+        ];
+        let octets = (0..=255u8)
+            .step_by(7)
+            .chain([9, 10, 99, 100, 199, 200, 255]);
+        let generated: Vec<String> = octets.map(|o| format!("{o}.{o}.1.{o}")).collect();
+        for text in addresses
+            .iter()
+            .copied()
+            .chain(generated.iter().map(String::as_str))
+        {
+            let ip: IpAddr = text.parse().unwrap();
+            let canonical = ip.to_canonical().to_string();
+            let want = hmac(
+                &salt,
+                &[
+                    canonical.as_bytes(),
+                    b"\0",
+                    b"UA",
+                    b"\0",
+                    &day.to_be_bytes(),
+                ],
+            );
+            let mut first = [0; 16];
+            first.copy_from_slice(&want[..16]);
+            let keyed = HmacSha256::new_from_slice(&salt).unwrap();
+            assert_eq!(
+                visitor_key(keyed, ip, "UA", day).as_str(),
+                Hex16::new(&first).as_str(),
+                "{text}"
+            );
+            if let IpAddr::V4(v4) = ip {
+                assert_eq!(Ipv4Text::new(v4).as_bytes(), text.as_bytes());
+            }
+        }
     }
 
     /// Header values are cache keys: long ones are not kept, and the key bytes stay bounded.

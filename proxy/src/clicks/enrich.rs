@@ -85,6 +85,11 @@ pub struct EnrichCache {
 struct Memo<V> {
     map: hashbrown::HashMap<Box<str>, V>,
     key_bytes: usize,
+    /// The value of the empty key (a click without a user agent), kept outside the map: matching
+    /// an empty key in the map compares zero bytes at an empty string's dangling address, which
+    /// glibc's AVX-512 `memcmp` does with a fault-suppressed masked load, a microcode assist of
+    /// hundreds of cycles (perf: ~0.8% of the proxy's CPU under wrk, which sends no agent).
+    empty: Option<V>,
 }
 
 /// Longest header value (user agent, referring origin) a cache keeps.
@@ -97,6 +102,7 @@ impl<V> Default for Memo<V> {
         Self {
             map: hashbrown::HashMap::default(),
             key_bytes: 0,
+            empty: None,
         }
     }
 }
@@ -109,6 +115,9 @@ impl<V: Clone> Memo<V> {
     ) -> std::borrow::Cow<'_, V> {
         if key.len() > CACHE_KEY_MAX {
             return std::borrow::Cow::Owned(make(key));
+        }
+        if key.is_empty() {
+            return std::borrow::Cow::Borrowed(self.empty.get_or_insert_with(|| make(key)));
         }
         let full = self.map.len() >= UA_CACHE_MAX || self.key_bytes + key.len() > MEMO_KEY_BYTES;
         if full && !self.map.contains_key(key) {
@@ -499,6 +508,10 @@ mod tests {
         assert!(memo.map.is_empty());
         assert_eq!(*memo.get_or_insert_with("ua", str::len), 2);
         assert_eq!(*memo.get_or_insert_with("ua", |_| 99), 2, "cached");
+        // The empty key is remembered beside the map.
+        assert_eq!(*memo.get_or_insert_with("", |_| 7), 7);
+        assert_eq!(*memo.get_or_insert_with("", |_| 99), 7, "cached");
+        assert!(!memo.map.contains_key(""));
         let key = "k".repeat(CACHE_KEY_MAX);
         for i in 0..(2 * MEMO_KEY_BYTES / CACHE_KEY_MAX) {
             let k = format!("{i:08}{}", &key[8..]);

@@ -67,21 +67,28 @@ fn is_false(b: &bool) -> bool {
 /// [`ClickEvent`] borrowed.
 pub type ClickEventRef<'a> = ClickEvent<&'a str>;
 
-impl<S: AsRef<str>> ClickEvent<S> {
-    pub fn to_owned_event(&self) -> ClickEvent {
-        let own = |s: &S| s.as_ref().to_owned();
+impl<S> ClickEvent<S> {
+    /// The same event with every string passed through `f` (owning, borrowing, copy-on-write):
+    /// the one place that lists the string fields.
+    pub fn map_strings<'a, T>(&'a self, f: impl Fn(&'a S) -> T) -> ClickEvent<T> {
         ClickEvent {
-            link_id: own(&self.link_id),
+            link_id: f(&self.link_id),
             at_ms: self.at_ms,
-            country: self.country.as_ref().map(own),
-            device: own(&self.device),
-            browser: own(&self.browser),
-            os: own(&self.os),
+            country: self.country.as_ref().map(&f),
+            device: f(&self.device),
+            browser: f(&self.browser),
+            os: f(&self.os),
             bot: self.bot,
-            referrer_host: self.referrer_host.as_ref().map(own),
-            visitor: own(&self.visitor),
+            referrer_host: self.referrer_host.as_ref().map(&f),
+            visitor: f(&self.visitor),
             qr: self.qr,
         }
+    }
+}
+
+impl<S: AsRef<str>> ClickEvent<S> {
+    pub fn to_owned_event(&self) -> ClickEvent {
+        self.map_strings(|s| s.as_ref().to_owned())
     }
 }
 

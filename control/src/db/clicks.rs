@@ -118,18 +118,7 @@ impl<'a> From<&'a ClickBatch> for BatchRef<'a> {
 }
 
 fn event_ref(e: &ClickEvent) -> EventRef<'_> {
-    ClickEvent {
-        link_id: borrowed(&e.link_id),
-        at_ms: e.at_ms,
-        country: e.country.as_deref().map(borrowed),
-        device: borrowed(&e.device),
-        browser: borrowed(&e.browser),
-        os: borrowed(&e.os),
-        bot: e.bot,
-        referrer_host: e.referrer_host.as_deref().map(borrowed),
-        visitor: borrowed(&e.visitor),
-        qr: e.qr,
-    }
+    e.map_strings(|s| borrowed(s))
 }
 
 /// What one ingest did.

@@ -85,30 +85,31 @@ fn write_event(out: &mut Vec<u8>, e: &ClickEventRef<'_>) -> serde_json::Result<(
     string(out, e.link_id)?;
     out.extend_from_slice(b",\"atMs\":");
     out.extend_from_slice(itoa::Buffer::new().format(e.at_ms).as_bytes());
-    if let Some(country) = e.country {
-        out.extend_from_slice(b",\"country\":");
-        string(out, country)?;
-    }
-    out.extend_from_slice(b",\"device\":");
-    string(out, e.device)?;
-    out.extend_from_slice(b",\"browser\":");
-    string(out, e.browser)?;
-    out.extend_from_slice(b",\"os\":");
-    string(out, e.os)?;
+    field(out, b",\"country\":", e.country)?;
+    field(out, b",\"device\":", Some(e.device))?;
+    field(out, b",\"browser\":", Some(e.browser))?;
+    field(out, b",\"os\":", Some(e.os))?;
     if e.bot {
         out.extend_from_slice(b",\"bot\":true");
     }
-    if let Some(host) = e.referrer_host {
-        out.extend_from_slice(b",\"referrerHost\":");
-        string(out, host)?;
-    }
-    out.extend_from_slice(b",\"visitor\":");
-    string(out, e.visitor)?;
+    field(out, b",\"referrerHost\":", e.referrer_host)?;
+    field(out, b",\"visitor\":", Some(e.visitor))?;
     if e.qr {
         out.extend_from_slice(b",\"qr\":true");
     }
     out.push(b'}');
     Ok(())
+}
+
+/// `prefix` (`,"name":`) and the string, or nothing for an absent optional field.
+fn field(out: &mut Vec<u8>, prefix: &[u8], value: Option<&str>) -> serde_json::Result<()> {
+    match value {
+        Some(value) => {
+            out.extend_from_slice(prefix);
+            string(out, value)
+        }
+        None => Ok(()),
+    }
 }
 
 /// A JSON string: copied as it is when nothing in it needs escaping (ids, hex keys, names and

@@ -109,6 +109,9 @@ impl Db {
                     Ok(())
                 })
             })
+            .after_release(move |conn, _meta| {
+                Box::pin(async move { Ok(release_outside_transaction(conn, backend).await) })
+            })
             .connect(url)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
@@ -144,24 +147,38 @@ impl Db {
         Ok(())
     }
 
+    /// Opens a write transaction. Cancel-safe: the lock and the `BEGIN` run in their own task,
+    /// so a caller dropped mid-begin (a `select!` losing, a client gone) leaves either a whole
+    /// transaction, dropped and rolled back with the task's output, or none. Dropping sqlx's
+    /// own begin future after the server began but before it answered leaves the connection
+    /// inside a transaction that nothing owns: on SQLite, the write lock held for good.
     pub async fn begin_write(&self) -> sqlx::Result<WriteTx> {
-        let guard = match self.backend {
-            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
-            Backend::Postgres => None,
-        };
-        let tx = match self.backend {
-            // IMMEDIATE takes the write lock up front, where busy_timeout applies. A deferred
-            // transaction that reads first and then writes fails at once with "database is locked"
-            // when any other connection (a key's last-used touch, feed pruning, another process)
-            // is writing at that moment.
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        Ok(WriteTx {
-            tx,
-            backend: self.backend,
-            _guard: guard,
-        })
+        let (pool, backend, lock) = (self.pool.clone(), self.backend, self.write_lock.clone());
+        let task = tokio::spawn(async move {
+            let guard = match backend {
+                Backend::Sqlite => Some(lock.lock_owned().await),
+                Backend::Postgres => None,
+            };
+            let tx = match backend {
+                // IMMEDIATE takes the write lock up front, where busy_timeout applies. A deferred
+                // transaction that reads first and then writes fails at once with "database is
+                // locked" when any other connection (a key's last-used touch, feed pruning,
+                // another process) is writing at that moment.
+                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+                Backend::Postgres => pool.begin().await?,
+            };
+            Ok(WriteTx {
+                tx,
+                backend,
+                _guard: guard,
+            })
+        });
+        match task.await {
+            Ok(res) => res,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels the task.
+            Err(_) => Err(sqlx::Error::PoolClosed),
+        }
     }
 
     /// Closes every connection; later queries fail at once (tests of the database-down paths).
@@ -179,6 +196,27 @@ impl Db {
             .await
             .map(|_| ())
     }
+}
+
+/// Whether a connection coming back to the pool may be reused: not while it is still inside a
+/// transaction (a savepoint begun and then cancelled, any transaction leaked past its owner), or
+/// the next `BEGIN` on it fails and, on SQLite, every other writer waits on its lock. Such a
+/// connection is closed instead, which rolls the transaction back.
+async fn release_outside_transaction(conn: &mut sqlx::AnyConnection, backend: Backend) -> bool {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return true;
+    }
+    // SQLite counts the depth on its worker thread: a dropped transaction's rollback is queued
+    // there and may not have run yet. A ping runs after it.
+    if backend == Backend::Sqlite && conn.ping().await.is_err() {
+        return false;
+    }
+    if conn.is_in_transaction() {
+        tracing::warn!("a database connection came back inside a transaction; closing it");
+        return false;
+    }
+    true
 }
 
 /// Current time in unix milliseconds.

@@ -37,6 +37,8 @@ pub struct Harness {
     /// The bootstrap admin key (scope `*`).
     pub key: String,
     pub team_id: String,
+    /// The database's URL, for a second, independent connection.
+    pub url: String,
     _dir: tempfile::TempDir,
     pg: Option<(String, String)>,
 }
@@ -152,6 +154,7 @@ impl Harness {
             db,
             key,
             team_id,
+            url,
             _dir: dir,
             pg,
         })

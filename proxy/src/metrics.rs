@@ -142,7 +142,7 @@ impl ClickMetrics {
     fn register(&self, r: &mut Registry) {
         r.register(
             "clicks_queued",
-            "Clicks handed to the shipper channel",
+            "Clicks the shipper took from its channel (counted as it drains)",
             self.queued.clone(),
         );
         r.register(

@@ -348,9 +348,8 @@ impl ClickSink {
             return;
         }
         match self.tx.try_send(click) {
-            Ok(()) => {
-                self.shared.metrics.queued.inc();
-            }
+            // Counted by the shipper as it drains (see `count_queued`).
+            Ok(()) => {}
             Err(TrySendError::Full(click)) => {
                 self.shared.metrics.overflowed.inc();
                 if let Err(e) = self.overflow.send(click) {

@@ -142,7 +142,7 @@ impl ClickMetrics {
     fn register(&self, r: &mut Registry) {
         r.register(
             "clicks_queued",
-            "Clicks the shipper took from its channel (counted as it drains)",
+            "Clicks the shipper took from its channel (counted once per tick)",
             self.queued.clone(),
         );
         r.register(

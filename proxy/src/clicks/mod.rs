@@ -348,7 +348,7 @@ impl ClickSink {
             return;
         }
         match self.tx.try_send(click) {
-            // Counted by the shipper as it drains (see `count_queued`).
+            // Counted by the shipper, once per tick (see `MainLoop::count_queued`).
             Ok(()) => {}
             Err(TrySendError::Full(click)) => {
                 self.shared.metrics.overflowed.inc();

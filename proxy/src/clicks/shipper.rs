@@ -198,6 +198,8 @@ struct MainLoop {
     pending_since: Option<Instant>,
     /// Batches the disk refused (the delivery queue was full too); retried every tick.
     held: Held,
+    /// Clicks taken from the channel and not yet added to `clicks_queued`.
+    uncounted: u64,
 }
 
 impl MainLoop {
@@ -216,6 +218,7 @@ impl MainLoop {
             cache: EnrichCache::default(),
             pending_since: None,
             held: Held::default(),
+            uncounted: 0,
         }
     }
 
@@ -261,37 +264,23 @@ impl MainLoop {
     /// the tick's other work). False once every sender is gone: the proxy is shutting down.
     fn drain_clicks(&mut self, clicks: &Receiver<RawClick>) -> bool {
         let most = clicks.capacity().unwrap_or(usize::MAX).max(1);
-        let mut taken = 0;
-        let open = loop {
-            if taken == most {
-                break true;
-            }
+        for taken in 0..most {
             match clicks.try_recv() {
                 Ok(click) => {
                     self.on_click(&click);
-                    taken += 1;
-                    if taken % YIELD_EVERY == 0 {
+                    if taken % YIELD_EVERY == YIELD_EVERY - 1 {
                         std::thread::yield_now();
                     }
                 }
-                Err(TryRecvError::Empty) => break true,
-                Err(TryRecvError::Disconnected) => break false,
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
             }
-        };
-        self.count_queued(taken);
-        open
-    }
-
-    /// Counts clicks taken from the channel here, once per drain, rather than one atomic add per
-    /// click on the request path: that locked add, right after the channel write, stalled the
-    /// request thread on its store buffer (1.2% of the proxy's samples under wrk).
-    fn count_queued(&self, taken: usize) {
-        if taken > 0 {
-            self.shared.metrics.queued.inc_by(taken as u64);
         }
+        true
     }
 
     fn on_click(&mut self, click: &RawClick) {
+        self.uncounted += 1;
         let pending = &mut self.pending;
         self.enricher
             .with_event(click, &mut self.cache, |event| pending.push(event));
@@ -302,6 +291,7 @@ impl MainLoop {
     }
 
     fn on_tick(&mut self) {
+        self.count_queued();
         if self
             .pending_since
             .is_some_and(|since| since.elapsed() >= self.config.batch_interval)
@@ -314,17 +304,16 @@ impl MainLoop {
     /// Drains the channel (twice, with a pause, so a handler that passed the `closed` check just
     /// before it was set still lands), then hands everything to the delivery thread.
     fn on_shutdown(&mut self, clicks: &Receiver<RawClick>) {
-        let mut taken = 0;
-        for round in 0..3 {
+        for _ in 0..2 {
             while let Ok(click) = clicks.try_recv() {
                 self.on_click(&click);
-                taken += 1;
             }
-            if round < 2 {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        self.count_queued(taken);
+        while let Ok(click) = clicks.try_recv() {
+            self.on_click(&click);
+        }
+        self.count_queued();
         self.flush();
         tracing::info!("click channel flushed");
     }
@@ -349,6 +338,17 @@ impl MainLoop {
     fn spool_body(&mut self, body: BatchBody) {
         let written = self.shared.spool_body(body);
         self.held.hold_on_error(written, &self.shared);
+    }
+
+    /// Adds the clicks taken since the last call to `clicks_queued`: once per tick here, rather
+    /// than one atomic add per click on the request path, where that locked add, right after the
+    /// channel write, stalled the request thread on its store buffer (1.2% of the proxy's
+    /// samples under wrk).
+    fn count_queued(&mut self) {
+        if self.uncounted > 0 {
+            self.shared.metrics.queued.inc_by(self.uncounted);
+            self.uncounted = 0;
+        }
     }
 
     /// Cuts the pending events into a batch and hands it on.

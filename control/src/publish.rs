@@ -1,13 +1,23 @@
 //! Snapshot publishing: a background task that writes a new snapshot file whenever enough has
 //! changed (`snapshot_after_changes`) or, if anything changed at all, every `snapshot_interval`.
 //!
-//! The feed sequence is read *before* the links, so a snapshot may already contain changes newer
-//! than its header says; proxies replay those changes on top, which is harmless because every
-//! change carries the full new state of its key.
+//! The first snapshot a process publishes reads every domain and link from the database. Later
+//! ones start from the file this process wrote last and apply the feed's changes since its
+//! sequence, so a publication costs what changed rather than the whole table (a full read of a
+//! million links takes seconds; the feed since the last snapshot is a handful of rows). A full
+//! read still happens every [`FULL_READ_EVERY`], and whenever the previous file cannot be read
+//! back or the feed no longer covers it, so nothing the feed missed (a hand edit of the database,
+//! say) outlives that period.
+//!
+//! A full read takes the feed sequence *before* the links, so it may already contain changes
+//! newer than its header says; proxies (and the next incremental build) replay those changes on
+//! top, which is harmless because every change carries the full new state of its key.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use sling_shared::snapshot::SnapshotBody;
 use tokio::sync::watch;
 
 use crate::db::{self, changes};
@@ -16,28 +26,76 @@ use crate::state::AppState;
 /// Snapshot files kept on disk (the newest serves; older ones cover a proxy mid-download).
 const KEEP_FILES: usize = 3;
 
-/// Builds and writes one snapshot of the current database; returns its feed sequence.
-pub async fn publish_once(state: &AppState) -> anyhow::Result<u64> {
+/// Longest run of incremental publications before the next one reads the database in full.
+const FULL_READ_EVERY: Duration = Duration::from_secs(15 * 60);
+
+/// The last snapshot this process wrote: where the next incremental build starts.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub seq: u64,
+    pub build: Build,
+    pub path: PathBuf,
+    /// When the chain of incremental builds ending here last read the database in full.
+    full_read_at: Instant,
+}
+
+/// How a publication got its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// Every domain and link read from the database.
+    Full,
+    /// The previous file plus this many feed changes.
+    Incremental { changes: usize },
+}
+
+/// Builds and writes one snapshot: incrementally from `previous` when it can, in full otherwise.
+pub async fn publish_once(
+    state: &AppState,
+    previous: Option<&Published>,
+) -> anyhow::Result<Published> {
     let started = Instant::now();
     let seq = changes::head(&state.db)
         .await
         .context("reading feed head")?;
-    let body = db::snapshot::load_body(&state.db, &state.config.default_domain)
-        .await
-        .context("reading links for the snapshot")?;
+    let base = previous.filter(|p| p.seq <= seq && p.full_read_at.elapsed() < FULL_READ_EVERY);
+    let incremental = match base {
+        Some(p) => incremental_body(state, p, seq).await.unwrap_or_else(|e| {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "incremental snapshot failed; reading in full"
+            );
+            None
+        }),
+        None => None,
+    };
+    let (body, build, full_read_at) = match (incremental, base) {
+        (Some((body, changes)), Some(p)) => (body, Build::Incremental { changes }, p.full_read_at),
+        _ => {
+            let read_at = Instant::now();
+            let body = db::snapshot::load_body(&state.db, &state.config.default_domain)
+                .await
+                .context("reading links for the snapshot")?;
+            (body, Build::Full, read_at)
+        }
+    };
     let dir = state.config.snapshot_dir.clone();
     let now = db::now_ms();
-    let (links, bytes) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
-        let links = body.link_count();
-        let encoded = sling_shared::snapshot::encode_parts(&body, seq, now)?;
-        drop(body);
-        sling_shared::snapshot::write_atomic_parts(&dir, seq, &[&encoded.header, &encoded.body])?;
-        sling_shared::snapshot::prune(&dir, seq, KEEP_FILES - 1)?;
-        let bytes = (encoded.header.len() + encoded.body.len()) as u64;
-        Ok((links, bytes))
-    })
-    .await
-    .context("snapshot writer panicked")??;
+    let (links, bytes, path) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, PathBuf)> {
+            let links = body.link_count();
+            let encoded = sling_shared::snapshot::encode_parts(&body, seq, now)?;
+            drop(body);
+            let path = sling_shared::snapshot::write_atomic_parts(
+                &dir,
+                seq,
+                &[&encoded.header, &encoded.body],
+            )?;
+            sling_shared::snapshot::prune(&dir, seq, KEEP_FILES - 1)?;
+            let bytes = (encoded.header.len() + encoded.body.len()) as u64;
+            Ok((links, bytes, path))
+        })
+        .await
+        .context("snapshot writer panicked")??;
     state.metrics.snapshot_published(seq, links, bytes, now);
     state
         .metrics
@@ -48,10 +106,43 @@ pub async fn publish_once(state: &AppState) -> anyhow::Result<u64> {
         seq,
         links,
         bytes,
+        build = ?build,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "snapshot published"
     );
-    Ok(seq)
+    Ok(Published {
+        seq,
+        build,
+        path,
+        full_read_at,
+    })
+}
+
+/// The body of `previous` read back from its file with the feed's changes up to `seq` applied,
+/// and how many there were; `None` when the feed no longer covers them.
+async fn incremental_body(
+    state: &AppState,
+    previous: &Published,
+    seq: u64,
+) -> anyhow::Result<Option<(SnapshotBody, usize)>> {
+    let path = previous.path.clone();
+    let (header, mut body) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(sling_shared::snapshot::decode(&bytes)?)
+    })
+    .await
+    .context("snapshot reader panicked")??;
+    anyhow::ensure!(
+        header.feed_seq == previous.seq,
+        "{} holds sequence {}, not {}",
+        previous.path.display(),
+        header.feed_seq,
+        previous.seq
+    );
+    let applied = db::snapshot::apply_changes(&state.db, &mut body, previous.seq, seq)
+        .await
+        .context("reading the feed for the snapshot")?;
+    Ok(applied.map(|n| (body, n)))
 }
 
 /// The newest snapshot already on disk, so a restart does not republish an unchanged database.
@@ -62,10 +153,13 @@ fn newest_on_disk(state: &AppState) -> Option<u64> {
 
 /// Runs until `shutdown` turns true. Database outages delay publishing; they never stop it.
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    // A file from an earlier process only says what is already published; the first build of
+    // this one reads in full (the configuration, the default domain included, may have changed).
     let mut published = newest_on_disk(&state);
     if let Some(seq) = published {
         state.snapshot_seq.send_replace(seq);
     }
+    let mut last: Option<Published> = None;
     let mut head_rx = state.feed_head.subscribe();
     let mut backoff = Duration::from_millis(200);
     let mut last_attempt = Instant::now() - state.config.snapshot_interval;
@@ -85,11 +179,12 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         let due = last_attempt.elapsed() >= state.config.snapshot_interval;
         if behind >= state.config.snapshot_after_changes || (behind > 0 && due) {
             last_attempt = Instant::now();
-            match publish_once(&state).await {
-                Ok(seq) => {
-                    published = Some(seq);
+            match publish_once(&state, last.as_ref()).await {
+                Ok(p) => {
+                    published = Some(p.seq);
                     backoff = Duration::from_millis(200);
-                    prune_feed(&state, seq).await;
+                    prune_feed(&state, p.seq).await;
+                    last = Some(p);
                 }
                 Err(e) => {
                     state.metrics.snapshot_failures.inc();

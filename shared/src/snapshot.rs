@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
+use crate::feed::ChangeOp;
 use crate::link::{ArchivedDomainRecord, ArchivedLinkRecord, DomainRecord, LinkRecord};
 
 pub const MAGIC: [u8; 8] = *b"SLINGSNP";
@@ -81,6 +82,45 @@ impl SnapshotBody {
 
     pub fn link_count(&self) -> u64 {
         self.domains.values().map(|d| d.links.len() as u64).sum()
+    }
+
+    /// Applies one feed change, so a publisher can build the next snapshot from the last one
+    /// instead of re-reading every link. Every change carries the whole new state of its key, so
+    /// the result is what a full read at that sequence gives.
+    pub fn apply(&mut self, op: &ChangeOp) {
+        match op {
+            ChangeOp::UpsertLink { host, slug, link } => {
+                self.insert_link(host, slug.clone(), (**link).clone());
+            }
+            ChangeOp::DeleteLink { host, slug } => {
+                if let Some(d) = self.domains.get_mut(host) {
+                    d.links.remove(slug);
+                }
+            }
+            ChangeOp::UpsertDomain {
+                id,
+                host,
+                root_redirect,
+                not_found_redirect,
+                pages,
+            } => {
+                let d = self.domains.entry(host.clone()).or_default();
+                d.id.clone_from(id);
+                d.host.clone_from(host);
+                d.root_redirect.clone_from(root_redirect);
+                d.not_found_redirect.clone_from(not_found_redirect);
+                d.pages.clone_from(pages);
+            }
+            ChangeOp::DeleteDomain { host } => {
+                self.domains.remove(host);
+                // The default host always has a record, as in a fresh body.
+                if *host == self.default_host {
+                    let fresh = Self::new(host.clone());
+                    self.domains.extend(fresh.domains);
+                }
+            }
+            ChangeOp::TlsChanged => {}
+        }
     }
 }
 
@@ -363,6 +403,52 @@ mod tests {
             LinkRecord::plain("lnk_2", "https://example.com/b"),
         );
         body
+    }
+
+    #[test]
+    fn applying_changes_keeps_links_across_domain_updates_and_the_default_host_always_known() {
+        let mut body = sample();
+        body.apply(&ChangeOp::UpsertDomain {
+            id: "dom_1".into(),
+            host: "go.example.com".into(),
+            root_redirect: Some("https://example.com/root".into()),
+            not_found_redirect: None,
+            pages: Default::default(),
+        });
+        let d = &body.domains["go.example.com"];
+        assert_eq!(
+            (d.id.as_str(), d.links.len()),
+            ("dom_1", 1),
+            "settings change, links stay"
+        );
+        body.apply(&ChangeOp::UpsertLink {
+            host: "new.example".into(),
+            slug: "n".into(),
+            link: Box::new(LinkRecord::plain("lnk_3", "https://example.com/n")),
+        });
+        body.apply(&ChangeOp::DeleteLink {
+            host: "localhost".into(),
+            slug: "abc".into(),
+        });
+        body.apply(&ChangeOp::DeleteLink {
+            host: "nowhere.example".into(),
+            slug: "abc".into(),
+        });
+        assert_eq!(body.link_count(), 2);
+        body.apply(&ChangeOp::DeleteDomain {
+            host: "go.example.com".into(),
+        });
+        body.apply(&ChangeOp::DeleteDomain {
+            host: "localhost".into(),
+        });
+        body.apply(&ChangeOp::TlsChanged);
+        let mut expected = SnapshotBody::new("localhost");
+        expected.insert_link(
+            "new.example",
+            "n",
+            LinkRecord::plain("lnk_3", "https://example.com/n"),
+        );
+        assert_eq!(body, expected);
     }
 
     #[test]

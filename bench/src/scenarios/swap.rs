@@ -3,10 +3,11 @@
 //!
 //! A standalone proxy never changes its snapshot, so this scenario runs the real control plane
 //! (`sling serve` on SQLite, `--snapshot-interval-ms 100`) and a proxy following it. `--links`
-//! links are created through the API first (`POST /api/v1/links/bulk`); the load picks from them. Then pairs of runs: one
-//! quiet, one with a writer creating a link every `--write-interval-ms`, so every interval has a
-//! change and the control plane publishes a new full snapshot each time, which the proxy
-//! downloads, verifies, maps and swaps in under load.
+//! links are created through the API first (`POST /api/v1/links/bulk`); the load picks from
+//! them. Then pairs of runs: one quiet, one with a writer starting a link create every
+//! `--write-interval-ms` (several in flight when creates are slow), so every interval has a
+//! change and the control plane publishes a new snapshot each time, which the proxy downloads,
+//! verifies, maps and swaps in under load.
 //!
 //! Core split: the proxy alone on the server core; wrk, the control plane and the writer share
 //! the other one (the writer is light; publishing costs the control plane some CPU there).
@@ -294,8 +295,8 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     md.push_str(&format!(
         "## Method and caveats\n\n\
          - {links} links created through `POST /api/v1/links/bulk` before the load; the load picks from them at random.\n\
-         - `sling serve` publishes a full snapshot every {iv} ms when anything changed; during swap runs a writer \
-           creates a link every {wi} ms, so each interval publishes one. The proxy follows the feed \
+         - `sling serve` publishes a snapshot (the previous one plus the feed since it) every {iv} ms when anything changed; during swap runs a writer \
+           starts a link create every {wi} ms (up to 16 in flight), so each interval publishes one. The proxy follows the feed \
            (overlay) and downloads, verifies and swaps in each snapshot while serving.\n\
          - The proxy is alone on the server core; wrk, the control plane and the writer share the other core, so \
            snapshot publishing also takes CPU from the load generator in swap runs (req/s is not the point here).\n\
@@ -323,7 +324,12 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates one link every `interval` until aborted.
+/// Most creates the writer keeps in flight.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// Starts a link create every `interval` until aborted, without waiting for the previous one
+/// (up to [`MAX_IN_FLIGHT`]), so a create slowed by the loaded core does not leave an interval
+/// without a change. Aborting drops the set, which cancels what is still in flight.
 async fn writer(
     client: reqwest::Client,
     api: Api,
@@ -334,15 +340,24 @@ async fn writer(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight = tokio::task::JoinSet::new();
     let mut i = 0u64;
     loop {
         tick.tick().await;
+        while in_flight.try_join_next().is_some() {}
+        if in_flight.len() >= MAX_IN_FLIGHT {
+            continue;
+        }
         i += 1;
         let dest = format!("https://example.com/w/{pair}/{i}");
-        match sling::create_link(&client, &api, &dest).await {
-            Ok(_) => created.fetch_add(1, Ordering::Relaxed),
-            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-        };
+        let (client, api, created, failed) =
+            (client.clone(), api.clone(), created.clone(), failed.clone());
+        in_flight.spawn(async move {
+            match sling::create_link(&client, &api, &dest).await {
+                Ok(_) => created.fetch_add(1, Ordering::Relaxed),
+                Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+            };
+        });
     }
 }
 

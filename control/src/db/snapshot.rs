@@ -1,12 +1,41 @@
 //! The full state proxies load: every domain and every link, read straight from the database
-//! into a [`SnapshotBody`]. Links are streamed row by row (never `fetch_all`), so building a
-//! snapshot of a million links holds one copy of them, not two.
+//! into a [`SnapshotBody`] ([`load_body`]), or brought up to date from an earlier one with the
+//! change feed ([`apply_changes`]). Links are streamed row by row (never `fetch_all`), so building
+//! a snapshot of a million links holds one copy of them, not two.
 
 use futures_util::TryStreamExt;
+use sling_shared::feed::MAX_PAGE;
 use sling_shared::link::DomainRecord;
 use sling_shared::snapshot::SnapshotBody;
 
-use super::{Db, domains, links};
+use super::{Db, changes, domains, links};
+
+/// Applies the feed's changes with `after < seq <= upto` to `body`, a snapshot at `after`, one
+/// page at a time; returns how many were applied, or `None` when the feed no longer holds all of
+/// them (pruned by another replica), in which case `body` is unusable and a full read is needed.
+pub async fn apply_changes(
+    db: &Db,
+    body: &mut SnapshotBody,
+    after: u64,
+    upto: u64,
+) -> sqlx::Result<Option<usize>> {
+    // A gap in the sequence (a rolled-back append) also lands here, costing one full read.
+    if changes::oldest(db).await?.is_some_and(|o| o > after + 1) {
+        return Ok(None);
+    }
+    let mut cursor = after;
+    let mut applied = 0;
+    while cursor < upto {
+        let page = changes::after(db, cursor, MAX_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        for change in page.iter().take_while(|c| c.seq <= upto) {
+            body.apply(&change.op);
+            applied += 1;
+        }
+    }
+    Ok(Some(applied))
+}
 
 /// Every domain (with its root and not-found redirects) and every link, converted with
 /// [`links::edge_record`], the same function the change feed uses.

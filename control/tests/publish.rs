@@ -1,0 +1,168 @@
+//! Snapshot publishing: after the first full read, the publisher builds each snapshot from the
+//! previous file plus the change feed. Whatever the API did in between, that snapshot must equal
+//! one read from the database in full. SQLite and Postgres.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Harness, each_backend};
+use serde_json::{Value, json};
+use sling_control::db;
+use sling_control::publish::{Build, Published, publish_once};
+use sling_shared::snapshot::SnapshotBody;
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// The body of a published file, read back.
+fn read_back(p: &Published) -> SnapshotBody {
+    let bytes = std::fs::read(&p.path).unwrap();
+    let (header, body) = sling_shared::snapshot::decode(&bytes).unwrap();
+    assert_eq!(header.feed_seq, p.seq);
+    body
+}
+
+async fn full_read(h: &Harness) -> SnapshotBody {
+    db::snapshot::load_body(&h.db, &h.state.config.default_domain)
+        .await
+        .unwrap()
+}
+
+async fn ok(h: &Harness, method: &str, uri: &str, body: Option<Value>) -> Value {
+    let r = h.admin(method, uri, body).await;
+    assert!(
+        r.status.is_success(),
+        "{method} {uri}: {} {}",
+        r.status,
+        r.json
+    );
+    r.data().clone()
+}
+
+/// Every kind of link and domain write the API has, so each feed op is applied at least once.
+async fn write_everything(h: &Harness, links: &[String], default_domain: &str) {
+    let link = |i: usize| format!("/api/v1/links/{}", links[i]);
+    ok(
+        h,
+        "PATCH",
+        &link(0),
+        Some(json!({"destinationUrl": "https://example.com/changed", "utmSource": "feed"})),
+    )
+    .await;
+    ok(h, "PATCH", &link(1), Some(json!({"slug": "renamed"}))).await;
+    ok(h, "DELETE", &link(2), None).await;
+    ok(h, "POST", &format!("{}/archive", link(3)), None).await;
+    ok(
+        h,
+        "PATCH",
+        &link(4),
+        Some(json!({"active": false, "clickLimit": 9, "expiresAt": "2030-01-01T00:00:00Z"})),
+    )
+    .await;
+    ok(
+        h,
+        "PATCH",
+        &link(5),
+        Some(json!({"password": "pw-123456", "geoTargets": {"FR": "https://fr.example/"}})),
+    )
+    .await;
+    // Deleted and created again under the same slug.
+    let slug = ok(h, "GET", &link(6), None).await["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(h, "DELETE", &link(6), None).await;
+    h.create(json!({"destinationUrl": "https://example.com/again", "slug": slug}))
+        .await;
+    ok(
+        h,
+        "POST",
+        "/api/v1/links/bulk",
+        Some(json!({"links": (0..25)
+        .map(|i| json!({"destinationUrl": format!("https://example.com/bulk/{i}")}))
+        .collect::<Vec<_>>()})),
+    )
+    .await;
+
+    let domain = format!("/api/v1/domains/{default_domain}");
+    ok(
+        h,
+        "PATCH",
+        &domain,
+        Some(json!({"rootRedirect": "https://example.com/home",
+        "pages": {"gone": {"title": "Gone", "message": "No longer here."}}})),
+    )
+    .await;
+    let kept = id(&ok(
+        h,
+        "POST",
+        "/api/v1/domains",
+        Some(json!({"host": "kept.example"})),
+    )
+    .await);
+    ok(
+        h,
+        "PATCH",
+        &format!("/api/v1/domains/{kept}"),
+        Some(json!({"notFoundRedirect": "https://example.com/nf"})),
+    )
+    .await;
+    let gone = id(&ok(
+        h,
+        "POST",
+        "/api/v1/domains",
+        Some(json!({"host": "gone.example"})),
+    )
+    .await);
+    ok(h, "DELETE", &format!("/api/v1/domains/{gone}"), None).await;
+}
+
+#[tokio::test]
+async fn an_incremental_snapshot_equals_a_full_read() {
+    each_backend(|h| async move {
+        let mut links = Vec::new();
+        for i in 0..10 {
+            links.push(id(&h
+                .create(json!({"destinationUrl": format!("https://example.com/{i}")}))
+                .await));
+        }
+        let first = publish_once(&h.state, None).await.unwrap();
+        assert_eq!(first.build, Build::Full);
+        assert_eq!(read_back(&first), full_read(&h).await);
+
+        let default_domain = id(&ok(&h, "GET", "/api/v1/domains", None).await["items"][0]);
+        write_everything(&h, &links, &default_domain).await;
+        let written = h.changes_after(first.seq).await.len();
+        let second = publish_once(&h.state, Some(&first)).await.unwrap();
+        assert_eq!(second.build, Build::Incremental { changes: written });
+        assert_eq!(second.seq, h.feed_head().await);
+        let (built, full) = (read_back(&second), full_read(&h).await);
+        assert_eq!(built.link_count(), 10 - 2 + 1 + 25);
+        assert_eq!(built, full);
+
+        // The feed pruned past the previous file (another replica did it): a full read instead.
+        h.create(json!({"destinationUrl": "https://example.com/late/1"}))
+            .await;
+        h.create(json!({"destinationUrl": "https://example.com/late/2"}))
+            .await;
+        sqlx::query("DELETE FROM changes WHERE seq <= $1")
+            .bind((second.seq + 1) as i64)
+            .execute(&h.db.pool)
+            .await
+            .unwrap();
+        let third = publish_once(&h.state, Some(&second)).await.unwrap();
+        assert_eq!(third.build, Build::Full);
+        assert_eq!(read_back(&third), full_read(&h).await);
+
+        // The previous file is gone from disk: a full read, not a failure.
+        h.create(json!({"destinationUrl": "https://example.com/late/3"}))
+            .await;
+        std::fs::remove_file(&third.path).unwrap();
+        let fourth = publish_once(&h.state, Some(&third)).await.unwrap();
+        assert_eq!(fourth.build, Build::Full);
+        assert_eq!(read_back(&fourth), full_read(&h).await);
+        h
+    })
+    .await;
+}

@@ -143,6 +143,19 @@ pub struct SwapArgs {
     /// so that every interval has a change to publish.
     #[arg(long, default_value_t = 20)]
     pub write_interval_ms: u64,
+    /// The proxy's click tracking. Off by default: with it on, the control plane (SQLite, on the
+    /// core it shares with wrk) also ingests every redirect as a click, which the `clicks`
+    /// scenario measures on its own; here it only slows the writes that cause the swaps.
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub clicks: Switch,
+    /// Open-loop request rate (requests/s). Default: half the quiet runs' median closed-loop rate.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// CPU priority of the control plane, which shares the client core with the load generator.
+    /// `idle` (SCHED_IDLE): publishing uses only what the load generator leaves, so it cannot
+    /// delay the generator's own sends. `normal`: it competes with them.
+    #[arg(long, value_enum, default_value_t = ControlPriority::Idle)]
+    pub control_priority: ControlPriority,
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +186,23 @@ pub struct MemoryArgs {
     /// Distinct slugs that load picks from.
     #[arg(long, default_value_t = 100_000)]
     pub sample: usize,
+}
+
+/// A feature turned on or off (spelled as the proxy's own flags spell it).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Switch::On => "on",
+            Switch::Off => "off",
+        }
+    }
 }
 
 /// How the control plane is scheduled beside the load generator.

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::cli::Common;
+use crate::cli::{Common, ControlPriority};
 
 /// An external program the bench needs, and where it comes from.
 pub struct Tool {
@@ -128,6 +128,21 @@ pub fn pin(common: &Common, cpu: usize) -> anyhow::Result<Vec<String>> {
         "-c".into(),
         cpu.to_string(),
     ])
+}
+
+/// The command prefix that runs the control plane on the client core at `priority`: under
+/// `chrt --idle 0` (SCHED_IDLE) it only gets the CPU the load generator leaves.
+pub fn control_pin(
+    priority: ControlPriority,
+    client_pin: &[String],
+) -> anyhow::Result<Vec<String>> {
+    Ok(match priority {
+        ControlPriority::Idle => {
+            let chrt = find_tool(&CHRT)?.display().to_string();
+            [vec![chrt, "--idle".into(), "0".into()], client_pin.to_vec()].concat()
+        }
+        ControlPriority::Normal => client_pin.to_vec(),
+    })
 }
 
 /// First line of a command's output (stdout or stderr), for version strings.

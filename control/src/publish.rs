@@ -26,6 +26,10 @@ use crate::state::AppState;
 /// Snapshot files kept on disk (the newest serves; older ones cover a proxy mid-download).
 const KEEP_FILES: usize = 3;
 
+/// Feed pruning runs after a publication at most this often: retention is counted in minutes, and
+/// each prune is a write that API writes queue behind.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// Longest run of incremental publications before the next one reads the database in full.
 const FULL_READ_EVERY: Duration = Duration::from_secs(15 * 60);
 
@@ -160,6 +164,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         state.snapshot_seq.send_replace(seq);
     }
     let mut last: Option<Published> = None;
+    let mut last_prune: Option<Instant> = None;
     let mut head_rx = state.feed_head.subscribe();
     let mut backoff = Duration::from_millis(200);
     let mut last_attempt = Instant::now() - state.config.snapshot_interval;
@@ -183,7 +188,10 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 Ok(p) => {
                     published = Some(p.seq);
                     backoff = Duration::from_millis(200);
-                    prune_feed(&state, p.seq).await;
+                    if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                        prune_feed(&state, p.seq).await;
+                        last_prune = Some(Instant::now());
+                    }
                     last = Some(p);
                 }
                 Err(e) => {

@@ -214,10 +214,11 @@ impl Follower {
         let bytes = resp.bytes().await.context("downloading a snapshot")?;
         let dir = self.state.snapshot_dir.clone();
         let size = bytes.len();
-        let loaded =
-            tokio::task::spawn_blocking(move || snapshot::install(&dir, &bytes, expected, served))
-                .await
-                .context("snapshot verification task")??;
+        let loaded = crate::idle::run("snapshot-install", move || {
+            snapshot::install(&dir, &bytes, expected, served)
+        })
+        .await
+        .ok_or_else(|| anyhow!("the snapshot install thread failed"))??;
         tracing::info!(
             seq = loaded.seq(),
             links = loaded.header().link_count,

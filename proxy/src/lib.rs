@@ -36,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub mod clicks;
 pub mod config;
 mod feed;
+mod idle;
 pub mod metrics;
 pub mod overlay;
 pub mod password;

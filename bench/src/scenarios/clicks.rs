@@ -176,13 +176,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
     let mut throughput = Vec::new();
     let mut throughput_db = None;
     if !args.no_throughput {
-        let control_pin = match args.control_priority {
-            ControlPriority::Idle => {
-                let chrt = env::find_tool(&env::CHRT)?.display().to_string();
-                [vec![chrt, "--idle".into(), "0".into()], client_pin.clone()].concat()
-            }
-            ControlPriority::Normal => client_pin.clone(),
-        };
+        let control_pin = env::control_pin(args.control_priority, &client_pin)?;
         let control = db::start_control_on(
             args.throughput_db,
             &args.postgres,

@@ -12,17 +12,19 @@
 //! Core split: the proxy alone on the server core; wrk, the control plane and the writer share
 //! the other one (the writer is light; publishing costs the control plane some CPU there).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::json;
 
 use super::{await_redirects, cpu_share, secs};
-use crate::cli::SwapArgs;
+use crate::cli::{ControlPriority, OpenLoopArgs, SwapArgs};
 use crate::data::write_lines;
 use crate::env;
+use crate::openloop::{self, OpenLoopSummary};
 use crate::procs;
 use crate::report::{self, RunDir, Scratch, md_table, ms, ratio};
 use crate::sling::{self, Api, Source};
@@ -30,6 +32,22 @@ use crate::stats::median;
 use crate::svg::{self, Series};
 use crate::wrk::{self, WrkRun, WrkSummary};
 
+/// What the writer and the swap counter saw during one run (warm-up included).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChurnSeen {
+    links_created: u64,
+    create_errors: u64,
+    /// Times the proxy's served snapshot sequence was seen to change (its `/metrics` polled every
+    /// 25 ms).
+    swaps_observed: u64,
+    /// How long the counter watched, in seconds.
+    watched_secs: f64,
+    /// Change of every proxy metric whose name mentions "snapshot".
+    proxy_snapshot_metrics_delta: BTreeMap<String, f64>,
+}
+
+/// A closed-loop (wrk) run.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SwapRun {
@@ -38,14 +56,19 @@ struct SwapRun {
     requests_per_sec: f64,
     errors: u64,
     server_cpu: f64,
-    links_created: u64,
-    create_errors: u64,
-    /// Times the proxy's served snapshot sequence was seen to change (its `/metrics` polled every
-    /// 25 ms during the measured run).
-    swaps_observed: u64,
-    /// Change of every proxy metric whose name mentions "snapshot".
-    proxy_snapshot_metrics_delta: std::collections::BTreeMap<String, f64>,
+    churn: ChurnSeen,
     wrk: WrkSummary,
+}
+
+/// An open-loop run at a fixed rate.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OpenSwapRun {
+    pair: usize,
+    swapping: bool,
+    server_cpu: f64,
+    churn: ChurnSeen,
+    summary: OpenLoopSummary,
 }
 
 pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
@@ -63,7 +86,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     eprintln!("starting sling serve…");
     let control = sling::start_control(
         &bins.control,
-        &client_pin,
+        &env::control_pin(args.control_priority, &client_pin)?,
         &work.join("control-data"),
         &[
             "--snapshot-interval-ms".into(),
@@ -94,7 +117,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
 
     eprintln!("starting sling-proxy following the control plane…");
     let proxy_snaps = work.join("proxy-snapshots");
-    let mut proxy = sling::start_proxy(
+    let mut proxy = sling::start_proxy_with(
         &bins.proxy,
         &server_pin,
         Source::Follow {
@@ -102,6 +125,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             control_url: &control.url,
             fleet_token: &control.fleet_token,
         },
+        &["--clicks".into(), args.clicks.name().into()],
         &run.logs,
         secs(60),
     )
@@ -114,22 +138,22 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
 
     let script = wrk::write_script(&work)?;
     let admin = format!("http://{}", proxy.admin);
+    let churn = |swapping: bool, pair: usize| {
+        Churn::start(
+            &client,
+            &api,
+            &admin,
+            swapping.then(|| Duration::from_millis(args.write_interval_ms)),
+            pair,
+        )
+    };
+    // Let the last published snapshot land before the next quiet run.
+    let settle = Duration::from_millis(args.swap_interval_ms * 3 + 300);
+
     let mut runs = Vec::new();
     for pair in 0..args.pairs {
         for swapping in [false, true] {
-            let before = sling::metrics(&client, &admin, "snapshot").await;
-            let created = Arc::new(AtomicU64::new(0));
-            let failed = Arc::new(AtomicU64::new(0));
-            let writer = swapping.then(|| {
-                tokio::spawn(writer(
-                    client.clone(),
-                    api.clone(),
-                    Duration::from_millis(args.write_interval_ms),
-                    created.clone(),
-                    failed.clone(),
-                    pair,
-                ))
-            });
+            let churning = churn(swapping, pair).await;
             let mut w = WrkRun {
                 wrk: &wrk_bin,
                 pin: &client_pin,
@@ -141,32 +165,21 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
                 duration: secs(args.load.warmup),
                 seed: c.seed + pair as u64,
             };
-            w.warm_up(secs(args.load.duration)).await?;
-            let (stop_watch, watching) = tokio::sync::oneshot::channel();
-            let watcher = tokio::spawn(count_swaps(client.clone(), admin.clone(), watching));
-            let result = cpu_share(proxy.proc.pid(), w.run()).await;
-            let _ = stop_watch.send(());
-            let swaps_observed = watcher.await.unwrap_or(0);
-            if let Some(h) = writer {
-                h.abort();
-            }
+            let result = match w.warm_up(secs(args.load.duration)).await {
+                Ok(_) => cpu_share(proxy.proc.pid(), w.run()).await,
+                Err(e) => Err(e),
+            };
+            let seen = churning.finish(&client, &admin).await;
             let (summary, cpu) = result?;
-            let after = sling::metrics(&client, &admin, "snapshot").await;
-            let delta = after
-                .iter()
-                .filter_map(|(k, v)| {
-                    let d = v - before.get(k).copied().unwrap_or(0.0);
-                    (d != 0.0 && !k.contains("age_seconds")).then(|| (k.clone(), d))
-                })
-                .collect();
             eprintln!(
-                "pair {} {:9}: {:>9.0} req/s  p99 {} ms  errors {}  links created {}  swaps {swaps_observed}",
+                "pair {} {:9}: {:>9.0} req/s  p99 {} ms  errors {}  links created {}  swaps {}",
                 pair + 1,
-                if swapping { "swapping" } else { "quiet" },
+                mode(swapping),
                 summary.rps(),
                 ms(summary.p99_us as f64),
                 summary.errors(),
-                created.load(Ordering::Relaxed)
+                seen.links_created,
+                seen.swaps_observed,
             );
             runs.push(SwapRun {
                 pair,
@@ -174,38 +187,112 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
                 requests_per_sec: summary.rps(),
                 errors: summary.errors(),
                 server_cpu: cpu,
-                links_created: created.load(Ordering::Relaxed),
-                create_errors: failed.load(Ordering::Relaxed),
-                swaps_observed,
-                proxy_snapshot_metrics_delta: delta,
+                churn: seen,
                 wrk: summary,
             });
             proxy.proc.ensure_running()?;
-            // Let the last published snapshot land before the next quiet run.
-            tokio::time::sleep(Duration::from_millis(args.swap_interval_ms * 3 + 300)).await;
+            tokio::time::sleep(settle).await;
+        }
+    }
+
+    let quiet_rps: Vec<f64> = runs
+        .iter()
+        .filter(|r| !r.swapping)
+        .map(|r| r.requests_per_sec)
+        .collect();
+    let rate = args
+        .rate
+        .unwrap_or_else(|| (median(&quiet_rps).unwrap_or(10_000.0) / 2.0).round() as u64);
+    let mut open = Vec::new();
+    for pair in 0..args.pairs {
+        for swapping in [false, true] {
+            let churning = churn(swapping, pair).await;
+            let ol = OpenLoopArgs {
+                target: proxy.addr.clone(),
+                slugs: sample_path.clone(),
+                rate,
+                connections: args.load.connections,
+                duration: args.load.duration,
+                warmup: args.load.warmup,
+                seed: c.seed + pair as u64,
+                timeout_ms: 5_000,
+            };
+            let result = cpu_share(proxy.proc.pid(), openloop::run(&client_pin, &ol)).await;
+            let seen = churning.finish(&client, &admin).await;
+            let (summary, cpu) = result?;
+            eprintln!(
+                "open loop pair {} {:9}: {:>9.0} req/s  p99 {} ms  errors {}  links created {}  swaps {}",
+                pair + 1,
+                mode(swapping),
+                summary.achieved_rate,
+                ms(summary.latency.p99_us as f64),
+                summary.errors(),
+                seen.links_created,
+                seen.swaps_observed,
+            );
+            open.push(OpenSwapRun {
+                pair,
+                swapping,
+                server_cpu: cpu,
+                churn: seen,
+                summary,
+            });
+            proxy.proc.ensure_running()?;
+            tokio::time::sleep(settle).await;
         }
     }
     proxy.proc.stop(secs(15));
     drop(control);
 
-    let p99 = |swapping: bool| -> Vec<f64> {
+    // Per-pair p99 ratios, swapping over quiet, for either load.
+    let closed_p99 = |swapping: bool| -> Vec<f64> {
         runs.iter()
             .filter(|r| r.swapping == swapping)
             .map(|r| r.wrk.p99_us as f64)
             .collect()
     };
-    let p99_ratios: Vec<f64> = p99(true)
+    let open_p99 = |swapping: bool| -> Vec<f64> {
+        open.iter()
+            .filter(|r| r.swapping == swapping)
+            .map(|r| r.summary.latency.p99_us as f64)
+            .collect()
+    };
+    let ratios = |p99: &dyn Fn(bool) -> Vec<f64>| -> Vec<f64> {
+        p99(true)
+            .iter()
+            .zip(p99(false))
+            .map(|(s, q)| s / q)
+            .collect()
+    };
+    let (closed_ratios, open_ratios) = (ratios(&closed_p99), ratios(&open_p99));
+    let (closed_median, open_median) = (median(&closed_ratios), median(&open_ratios));
+    let swap_errors: u64 = runs
         .iter()
-        .zip(p99(false))
-        .map(|(s, q)| s / q)
+        .filter(|r| r.swapping)
+        .map(|r| r.errors)
+        .sum::<u64>()
+        + open
+            .iter()
+            .filter(|r| r.swapping)
+            .map(|r| r.summary.errors())
+            .sum::<u64>();
+    let churned: Vec<&ChurnSeen> = runs
+        .iter()
+        .filter(|r| r.swapping)
+        .map(|r| &r.churn)
+        .chain(open.iter().filter(|r| r.swapping).map(|r| &r.churn))
         .collect();
-    let median_ratio = median(&p99_ratios);
-    let swap_errors: u64 = runs.iter().filter(|r| r.swapping).map(|r| r.errors).sum();
+    let swaps_seen: u64 = churned.iter().map(|c| c.swaps_observed).sum();
+    let watched: f64 = churned.iter().map(|c| c.watched_secs).sum();
+    let mean_swap_interval_ms = (swaps_seen > 0).then(|| watched * 1000.0 / swaps_seen as f64);
     let config = json!({
         "links": args.links,
         "pairs": args.pairs,
         "swapIntervalMs": args.swap_interval_ms,
         "writeIntervalMs": args.write_interval_ms,
+        "clicks": args.clicks,
+        "controlPriority": args.control_priority,
+        "openLoopRate": rate,
         "connections": args.load.connections,
         "wrkThreads": args.load.threads,
         "durationSecs": args.load.duration,
@@ -213,14 +300,20 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
         "seed": c.seed,
     });
     let results = json!({
-        "generator": "wrk (Debian), closed loop, random slugs from the seeded links",
+        "generator": "wrk (Debian), closed loop; then the sling-bench open-loop worker at a fixed rate; random slugs from the seeded links",
         "runs": runs,
-        "p99RatioSwapOverQuietPerPair": p99_ratios,
-        "medianP99Ratio": median_ratio,
+        "openLoopRuns": open,
+        "closedLoopP99RatioPerPair": closed_ratios,
+        "closedLoopMedianP99Ratio": closed_median,
+        "openLoopP99RatioPerPair": open_ratios,
+        "openLoopMedianP99Ratio": open_median,
         "errorsDuringSwaps": swap_errors,
+        "swapsObserved": swaps_seen,
+        "meanSwapIntervalMs": mean_swap_interval_ms,
         "targets": {
             "zeroErrors": swap_errors == 0,
-            "p99Within20Percent": median_ratio.map(|r| r <= 1.2),
+            "p99Within20Percent": open_median.map(|r| r <= 1.2),
+            "swapEveryInterval": mean_swap_interval_ms.map(|v| v <= args.swap_interval_ms as f64 * 1.25),
         },
     });
     let machine = env::machine();
@@ -232,53 +325,75 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
         c,
         &report::command_line(),
     );
-    let med_p99 = |s: bool| median(&p99(s)).unwrap_or(f64::NAN);
+    let med = |p99: &dyn Fn(bool) -> Vec<f64>, s: bool| ms(median(&p99(s)).unwrap_or(f64::NAN));
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let verdict = |r: Option<f64>| match r {
+        Some(r) if r <= 1.2 => "met",
+        Some(_) => "**missed**",
+        None => "–",
+    };
     md.push_str(&format!(
         "## Summary\n\n\
          - Errors during swap runs: **{swap_errors}** (target 0: {}).\n\
-         - p99 with swaps {} ms vs quiet {} ms (medians); p99 ratio swap/quiet per pair {}, **median {}** — \
-           target ≤ 1.2: {}.\n\
-         - Snapshots swapped in during the measured swap runs (seen on the proxy's `/metrics`): {}.\n\n",
+         - Open loop at {rate} req/s (latency from intended send time): p99 with swaps {} ms vs quiet {} ms \
+           (medians); ratio swap/quiet per pair {}, **median {}**; target ≤ 1.2: {}.\n\
+         - Closed loop (wrk, as fast as it goes): p99 with swaps {} ms vs quiet {} ms; ratio per pair {}, \
+           median {} (see the caveats: here wrk shares its core with the control plane's publishing).\n\
+         - Snapshots swapped in during the swap runs (seen on the proxy's `/metrics`): {swaps_seen} in {watched:.0} s, \
+           **one every {} ms** on average (interval asked: {} ms).\n\n",
         if swap_errors == 0 { "met" } else { "**missed**" },
-        ms(med_p99(true)),
-        ms(med_p99(false)),
-        p99_ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        ratio(median_ratio),
-        match median_ratio {
-            Some(r) if r <= 1.2 => "met".to_owned(),
-            Some(_) => "**missed**".to_owned(),
-            None => "–".to_owned(),
-        },
-        runs.iter()
-            .filter(|r| r.swapping)
-            .map(|r| r.swaps_observed.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        med(&open_p99, true),
+        med(&open_p99, false),
+        list(&open_ratios),
+        ratio(open_median),
+        verdict(open_median),
+        med(&closed_p99, true),
+        med(&closed_p99, false),
+        list(&closed_ratios),
+        ratio(closed_median),
+        mean_swap_interval_ms.map_or("–".to_owned(), |v| format!("{v:.0}")),
+        args.swap_interval_ms,
     ));
+    let churn_cells = |c: &ChurnSeen| {
+        [
+            format!("{} ({} failed)", c.links_created, c.create_errors),
+            c.swaps_observed.to_string(),
+            report::metrics_delta_cell(&c.proxy_snapshot_metrics_delta),
+        ]
+    };
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
-            vec![
+            let mut row = vec![
                 (r.pair + 1).to_string(),
-                if r.swapping { "swapping" } else { "quiet" }.into(),
+                mode(r.swapping).into(),
                 format!("{:.0}", r.requests_per_sec),
                 ms(r.wrk.p50_us as f64),
                 ms(r.wrk.p99_us as f64),
                 ms(r.wrk.p999_us as f64),
                 r.errors.to_string(),
-                format!("{} ({} failed)", r.links_created, r.create_errors),
-                r.swaps_observed.to_string(),
-                report::metrics_delta_cell(&r.proxy_snapshot_metrics_delta),
-            ]
+                format!("{:.0}%", r.server_cpu * 100.0),
+            ];
+            row.extend(churn_cells(&r.churn));
+            row
         })
         .collect();
-    md.push_str("## Runs (wrk, closed loop)\n\n");
+    let churn_headers = [
+        "links created",
+        "swaps seen",
+        "proxy snapshot metrics (change)",
+    ];
+    let with_churn = |h: &[&'static str]| -> Vec<&'static str> {
+        h.iter().copied().chain(churn_headers).collect()
+    };
+    md.push_str("## Closed loop (wrk)\n\n");
     md.push_str(&md_table(
-        &[
+        &with_churn(&[
             "pair",
             "mode",
             "req/s",
@@ -286,29 +401,78 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             "p99 ms",
             "p99.9 ms",
             "errors",
-            "links created",
-            "swaps seen",
-            "proxy snapshot metrics (change)",
-        ],
+            "proxy CPU",
+        ]),
+        &rows,
+    ));
+    let rows: Vec<Vec<String>> = open
+        .iter()
+        .map(|r| {
+            let s = &r.summary;
+            let mut row = vec![
+                (r.pair + 1).to_string(),
+                mode(r.swapping).into(),
+                format!("{:.0}", s.achieved_rate),
+                ms(s.latency.p50_us as f64),
+                ms(s.latency.p99_us as f64),
+                ms(s.latency.p999_us as f64),
+                ms(s.latency.max_us as f64),
+                ms(s.service.p99_us as f64),
+                ms(s.send_lag.p99_us as f64),
+                s.errors().to_string(),
+                format!("{:.0}%", r.server_cpu * 100.0),
+            ];
+            row.extend(churn_cells(&r.churn));
+            row
+        })
+        .collect();
+    md.push_str("## Open loop (fixed rate)\n\n");
+    md.push_str(&md_table(
+        &with_churn(&[
+            "pair",
+            "mode",
+            "achieved req/s",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "service p99 ms",
+            "send lag p99 ms",
+            "errors",
+            "proxy CPU",
+        ]),
         &rows,
     ));
     md.push_str(&format!(
         "## Method and caveats\n\n\
          - {links} links created through `POST /api/v1/links/bulk` before the load; the load picks from them at random.\n\
-         - `sling serve` publishes a snapshot (the previous one plus the feed since it) every {iv} ms when anything changed; during swap runs a writer \
-           starts a link create every {wi} ms (up to 16 in flight), so each interval publishes one. The proxy follows the feed \
-           (overlay) and downloads, verifies and swaps in each snapshot while serving.\n\
-         - The proxy is alone on the server core; wrk, the control plane and the writer share the other core, so \
-           snapshot publishing also takes CPU from the load generator in swap runs (req/s is not the point here).\n\
-         - Errors are wrk socket errors plus responses with status ≥ 400.\n\n\
+         - `sling serve` publishes a snapshot (the previous one plus the feed since it) every {iv} ms when anything \
+           changed; during swap runs a writer starts a link create every {wi} ms (up to 16 in flight), so each \
+           interval has something to publish. The proxy follows the feed (overlay) and downloads, verifies and swaps \
+           in each snapshot while serving. Swaps are counted from the writer's start, warm-up included.\n\
+         - The proxy is alone on the server core; wrk (or the open-loop worker), the control plane and the writer \
+           share the other core, the control plane at {priority} priority (`--control-priority`). In closed loop \
+           wrk needs that whole core, so whatever the control plane gets there (publishing every {iv} ms, serving \
+           each file to the proxy, the creates) delays wrk itself: proxy CPU falls during swap runs while wrk's \
+           p99 rises. The open-loop runs, at half the quiet closed-loop rate, leave the client core room, and \
+           measure latency from each request's intended send time; the target is judged on them.\n\
+         - The proxy's click tracking: {clicks} (`--clicks`; with it on, the control plane also ingests every \
+           redirect into SQLite on the shared core, and its writes, the swaps' cause, slow down).\n\
+         - Errors are wrk socket errors plus responses with status ≥ 400 (wrk), or any non-3xx answer and any \
+           failed request (open loop).\n\n\
          ![p99](p99.svg)\n",
         links = args.links,
         iv = args.swap_interval_ms,
         wi = args.write_interval_ms,
+        clicks = args.clicks.name(),
+        priority = match args.control_priority {
+            ControlPriority::Idle => "idle (SCHED_IDLE)",
+            ControlPriority::Normal => "normal",
+        },
     ));
     run.write_md(&md)?;
     let groups: Vec<String> = (1..=args.pairs).map(|p| format!("pair {p}")).collect();
-    let series = |swapping: bool, name: &str| Series {
+    let series = |p99: &dyn Fn(bool) -> Vec<f64>, swapping: bool, name: &str| Series {
         name: name.into(),
         values: p99(swapping).iter().map(|v| v / 1000.0).collect(),
     };
@@ -318,10 +482,90 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             "p99 latency, quiet vs swapping a snapshot every interval",
             "milliseconds",
             &groups,
-            &[series(false, "quiet"), series(true, "swapping")],
+            &[
+                series(&open_p99, false, "open loop, quiet"),
+                series(&open_p99, true, "open loop, swapping"),
+                series(&closed_p99, false, "wrk, quiet"),
+                series(&closed_p99, true, "wrk, swapping"),
+            ],
         ),
     )?;
     Ok(())
+}
+
+fn mode(swapping: bool) -> &'static str {
+    if swapping { "swapping" } else { "quiet" }
+}
+
+/// The writer (only when swapping) and the swap counter of one run.
+struct Churn {
+    writer: Option<tokio::task::JoinHandle<()>>,
+    stop_watch: tokio::sync::oneshot::Sender<()>,
+    watcher: tokio::task::JoinHandle<u64>,
+    created: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    started: Instant,
+    before: BTreeMap<String, f64>,
+}
+
+impl Churn {
+    /// Starts counting swaps, and writing every `write_every` when it is given.
+    async fn start(
+        client: &reqwest::Client,
+        api: &Api,
+        admin: &str,
+        write_every: Option<Duration>,
+        pair: usize,
+    ) -> Self {
+        let before = sling::metrics(client, admin, "snapshot").await;
+        let created = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let writer = write_every.map(|every| {
+            tokio::spawn(writer(
+                client.clone(),
+                api.clone(),
+                every,
+                created.clone(),
+                failed.clone(),
+                pair,
+            ))
+        });
+        let (stop_watch, watching) = tokio::sync::oneshot::channel();
+        let watcher = tokio::spawn(count_swaps(client.clone(), admin.to_owned(), watching));
+        Self {
+            writer,
+            stop_watch,
+            watcher,
+            created,
+            failed,
+            started: Instant::now(),
+            before,
+        }
+    }
+
+    async fn finish(self, client: &reqwest::Client, admin: &str) -> ChurnSeen {
+        let _ = self.stop_watch.send(());
+        let swaps_observed = self.watcher.await.unwrap_or(0);
+        let watched_secs = self.started.elapsed().as_secs_f64();
+        if let Some(h) = self.writer {
+            h.abort();
+        }
+        let after = sling::metrics(client, admin, "snapshot").await;
+        let proxy_snapshot_metrics_delta = after
+            .iter()
+            .filter_map(|(k, v)| {
+                let d = v - self.before.get(k).copied().unwrap_or(0.0);
+                (d != 0.0 && !k.contains("age_seconds")).then(|| (k.clone(), d))
+            })
+            .collect();
+        ChurnSeen {
+            links_created: self.created.load(Ordering::Relaxed),
+            create_errors: self.failed.load(Ordering::Relaxed),
+            swaps_observed,
+            watched_secs,
+            proxy_snapshot_metrics_delta,
+        }
+    }
 }
 
 /// Most creates the writer keeps in flight.

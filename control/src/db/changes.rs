@@ -98,15 +98,19 @@ pub async fn oldest(db: &Db) -> sqlx::Result<Option<u64>> {
 }
 
 /// Deletes changes older than `cutoff_ms` that a published snapshot already includes, always
-/// keeping the newest row so the head sequence never goes backwards.
+/// keeping the newest row so the head sequence never goes backwards. A write transaction like any
+/// other: on SQLite it queues on the in-process write lock instead of sleeping in SQLite's busy
+/// handler while API writes wait behind it.
 pub async fn prune(db: &Db, cutoff_ms: i64, snapshot_seq: u64) -> sqlx::Result<u64> {
+    let mut w = db.begin_write().await?;
     let res = sqlx::query(
         "DELETE FROM changes WHERE created_at < $1 AND seq <= $2 \
          AND seq < (SELECT MAX(seq) FROM changes)",
     )
     .bind(cutoff_ms)
     .bind(snapshot_seq as i64)
-    .execute(&db.pool)
+    .execute(&mut *w.tx)
     .await?;
+    w.commit().await?;
     Ok(res.rows_affected())
 }

@@ -148,7 +148,8 @@ pub struct SwapArgs {
     /// scenario measures on its own; here it only slows the writes that cause the swaps.
     #[arg(long, value_enum, default_value_t = Switch::Off)]
     pub clicks: Switch,
-    /// Open-loop request rate (requests/s). Default: half the quiet runs' median closed-loop rate.
+    /// Open-loop request rate (requests/s). Default: a quarter of the quiet runs' median
+    /// closed-loop rate (the open-loop worker shares its core with the control plane).
     #[arg(long)]
     pub rate: Option<u64>,
     /// CPU priority of the control plane, which shares the client core with the load generator.

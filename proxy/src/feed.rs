@@ -187,7 +187,7 @@ impl Follower {
     /// Downloads, verifies and stores a snapshot newer than `served`; `None` when there is none.
     async fn fetch_snapshot(&self, served: u64) -> anyhow::Result<Option<LoadedSnapshot>> {
         let url = format!("{}{SNAPSHOT_PATH}?newer_than={served}", self.control.url);
-        let resp = self
+        let mut resp = self
             .client
             .get(&url)
             .bearer_auth(&self.control.fleet_token)
@@ -211,11 +211,17 @@ impl Follower {
             ),
             None => None,
         };
-        let bytes = resp.bytes().await.context("downloading a snapshot")?;
+        // Kept as the chunks hyper read: joining them is a copy as large as the snapshot, done
+        // with the rest of the install on the idle thread, not here on the request thread.
+        let mut chunks = Vec::new();
+        let mut size = 0;
+        while let Some(chunk) = resp.chunk().await.context("downloading a snapshot")? {
+            size += chunk.len();
+            chunks.push(chunk);
+        }
         let dir = self.state.snapshot_dir.clone();
-        let size = bytes.len();
         let loaded = crate::idle::run("snapshot-install", move || {
-            snapshot::install(&dir, &bytes, expected, served)
+            snapshot::install(&dir, &chunks.concat(), expected, served)
         })
         .await
         .ok_or_else(|| anyhow!("the snapshot install thread failed"))??;

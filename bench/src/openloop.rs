@@ -85,6 +85,33 @@ impl OpenLoopSummary {
     pub fn errors(&self) -> u64 {
         self.errors_status + self.errors_io
     }
+
+    /// Report cells, in the order of [`OpenLoopSummary::CELLS`].
+    pub fn cells(&self) -> Vec<String> {
+        use crate::report::ms;
+        vec![
+            format!("{:.0}", self.achieved_rate),
+            ms(self.latency.p50_us as f64),
+            ms(self.latency.p99_us as f64),
+            ms(self.latency.p999_us as f64),
+            ms(self.latency.max_us as f64),
+            ms(self.service.p99_us as f64),
+            ms(self.send_lag.p99_us as f64),
+            self.errors().to_string(),
+        ]
+    }
+
+    /// Column headers of [`OpenLoopSummary::cells`].
+    pub const CELLS: [&'static str; 8] = [
+        "achieved req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "service p99 ms",
+        "send lag p99 ms",
+        "errors",
+    ];
 }
 
 /// Runs the worker as a pinned child process and returns its summary.

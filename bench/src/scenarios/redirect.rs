@@ -501,39 +501,24 @@ fn open_md(open: &[OpenRun]) -> String {
     let rows: Vec<Vec<String>> = open
         .iter()
         .map(|r| {
-            let s = &r.summary;
-            vec![
+            let mut row = vec![
                 (r.pair + 1).to_string(),
                 r.side.name().into(),
-                s.target_rate.to_string(),
-                format!("{:.0}", s.achieved_rate),
-                ms(s.latency.p50_us as f64),
-                ms(s.latency.p99_us as f64),
-                ms(s.latency.p999_us as f64),
-                ms(s.latency.max_us as f64),
-                ms(s.service.p99_us as f64),
-                ms(s.send_lag.p99_us as f64),
-                s.errors().to_string(),
-                format!("{:.0}%", r.server_cpu * 100.0),
-            ]
+                r.summary.target_rate.to_string(),
+            ];
+            row.extend(r.summary.cells());
+            row.push(format!("{:.0}%", r.server_cpu * 100.0));
+            row
         })
         .collect();
     let mut s = String::from("## Open loop (fixed rate, latency from intended send time)\n\n");
     s.push_str(&md_table(
         &[
-            "pair",
-            "side",
-            "rate",
-            "achieved",
-            "p50 ms",
-            "p99 ms",
-            "p99.9 ms",
-            "max ms",
-            "service p99 ms",
-            "send lag p99 ms",
-            "errors",
-            "server CPU",
-        ],
+            &["pair", "side", "rate"][..],
+            &OpenLoopSummary::CELLS,
+            &["server CPU"],
+        ]
+        .concat(),
         &rows,
     ));
     s

@@ -425,39 +425,23 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = open
         .iter()
         .map(|r| {
-            let s = &r.summary;
-            let mut row = vec![
-                (r.pair + 1).to_string(),
-                mode(r.swapping).into(),
-                format!("{:.0}", s.achieved_rate),
-                ms(s.latency.p50_us as f64),
-                ms(s.latency.p99_us as f64),
-                ms(s.latency.p999_us as f64),
-                ms(s.latency.max_us as f64),
-                ms(s.service.p99_us as f64),
-                ms(s.send_lag.p99_us as f64),
-                s.errors().to_string(),
-                format!("{:.0}%", r.server_cpu * 100.0),
-            ];
+            let mut row = vec![(r.pair + 1).to_string(), mode(r.swapping).into()];
+            row.extend(r.summary.cells());
+            row.push(format!("{:.0}%", r.server_cpu * 100.0));
             row.extend(churn_cells(&r.churn));
             row
         })
         .collect();
     md.push_str("## Open loop (fixed rate)\n\n");
     md.push_str(&md_table(
-        &with_churn(&[
-            "pair",
-            "mode",
-            "achieved req/s",
-            "p50 ms",
-            "p99 ms",
-            "p99.9 ms",
-            "max ms",
-            "service p99 ms",
-            "send lag p99 ms",
-            "errors",
-            "proxy CPU",
-        ]),
+        &with_churn(
+            &[
+                &["pair", "mode"][..],
+                &OpenLoopSummary::CELLS,
+                &["proxy CPU"],
+            ]
+            .concat(),
+        ),
         &rows,
     ));
     md.push_str(&format!(

@@ -104,6 +104,22 @@ pub struct Load {
     pub sample: usize,
 }
 
+impl Load {
+    /// Open-loop arguments for this load against `target` at `rate`.
+    pub fn open_loop(&self, target: String, slugs: PathBuf, rate: u64, seed: u64) -> OpenLoopArgs {
+        OpenLoopArgs {
+            target,
+            slugs,
+            rate,
+            connections: self.connections,
+            duration: self.duration,
+            warmup: self.warmup,
+            seed,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct RedirectArgs {
     #[command(flatten)]

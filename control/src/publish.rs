@@ -72,9 +72,9 @@ pub async fn publish_once(
         }),
         None => None,
     };
-    let (body, build, full_read_at) = match (incremental, base) {
-        (Some((body, changes)), Some(p)) => (body, Build::Incremental { changes }, p.full_read_at),
-        _ => {
+    let (body, build, full_read_at) = match incremental {
+        Some(built) => built,
+        None => {
             let read_at = Instant::now();
             let body = db::snapshot::load_body(&state.db, &state.config.default_domain)
                 .await
@@ -123,12 +123,13 @@ pub async fn publish_once(
 }
 
 /// The body of `previous` read back from its file with the feed's changes up to `seq` applied,
-/// and how many there were; `None` when the feed no longer covers them.
+/// how it was built, and when its chain last read in full; `None` when the feed no longer
+/// covers the changes.
 async fn incremental_body(
     state: &AppState,
     previous: &Published,
     seq: u64,
-) -> anyhow::Result<Option<(SnapshotBody, usize)>> {
+) -> anyhow::Result<Option<(SnapshotBody, Build, Instant)>> {
     let path = previous.path.clone();
     let (header, mut body) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -146,7 +147,7 @@ async fn incremental_body(
     let applied = db::snapshot::apply_changes(&state.db, &mut body, previous.seq, seq)
         .await
         .context("reading the feed for the snapshot")?;
-    Ok(applied.map(|n| (body, n)))
+    Ok(applied.map(|changes| (body, Build::Incremental { changes }, previous.full_read_at)))
 }
 
 /// The newest snapshot already on disk, so a restart does not republish an unchanged database.

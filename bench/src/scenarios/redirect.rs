@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{cpu_share, preflight, secs};
-use crate::cli::{OpenLoopArgs, RedirectArgs};
+use crate::cli::RedirectArgs;
 use crate::data::LinkSet;
 use crate::env;
 use crate::nginx;
@@ -193,16 +193,9 @@ pub async fn run(args: RedirectArgs) -> anyhow::Result<()> {
                     Side::Sling => (proxy.addr.clone(), proxy.proc.pid()),
                     Side::Nginx => (ngx.addr.clone(), ngx.proc.pid()),
                 };
-                let ol = OpenLoopArgs {
-                    target,
-                    slugs: sample_path.clone(),
-                    rate,
-                    connections: args.load.connections,
-                    duration: args.load.duration,
-                    warmup: args.load.warmup,
-                    seed: c.seed + pair as u64,
-                    timeout_ms: 5_000,
-                };
+                let ol =
+                    args.load
+                        .open_loop(target, sample_path.clone(), rate, c.seed + pair as u64);
                 let (summary, cpu) = cpu_share(pid, openloop::run(&client_pin, &ol)).await?;
                 eprintln!(
                     "open loop pair {} {:5}: {:>9.0} req/s  p99 {} ms  errors {}",

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{await_redirects, cpu_share, secs};
-use crate::cli::{ControlPriority, OpenLoopArgs, SwapArgs};
+use crate::cli::{ControlPriority, SwapArgs};
 use crate::data::write_lines;
 use crate::env;
 use crate::openloop::{self, OpenLoopSummary};
@@ -207,16 +207,12 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     for pair in 0..args.pairs {
         for swapping in [false, true] {
             let churning = churn(swapping, pair).await;
-            let ol = OpenLoopArgs {
-                target: proxy.addr.clone(),
-                slugs: sample_path.clone(),
+            let ol = args.load.open_loop(
+                proxy.addr.clone(),
+                sample_path.clone(),
                 rate,
-                connections: args.load.connections,
-                duration: args.load.duration,
-                warmup: args.load.warmup,
-                seed: c.seed + pair as u64,
-                timeout_ms: 5_000,
-            };
+                c.seed + pair as u64,
+            );
             let result = cpu_share(proxy.proc.pid(), openloop::run(&client_pin, &ol)).await;
             let seen = churning.finish(&client, &admin).await;
             let (summary, cpu) = result?;

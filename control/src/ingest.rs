@@ -11,10 +11,12 @@
 //! Events for links that no longer exist are acknowledged and counted
 //! (`sling_control_click_events_unknown_link`), never refused.
 //!
-//! Group commit: the handler parses and cleans a batch, then queues it for one writer task per
-//! process, which takes everything queued (up to [`GROUP_MAX_EVENTS`], waiting up to
+//! Group commit: the handler parses and cleans a batch, splits it into parts by link id
+//! ([`clicks::PARTS`]) and queues each for its writer task ([`GroupWriter`]: one per part on
+//! Postgres, one in all on SQLite), which takes everything queued (up to [`GROUP_MAX_EVENTS`], waiting up to
 //! [`GROUP_LINGER`] for more under load) and stores it in one transaction
-//! ([`clicks::ingest_group`]), then answers each waiting request with its own receipt.
+//! ([`clicks::ingest_group`]), then answers each waiting part; the request answers once all of
+//! its parts are stored.
 //! Concurrent batches so share one commit and one aggregation of rollups and link counters
 //! instead of queueing behind each other's row locks and fsyncs. The queue is bounded
 //! ([`QUEUE_MAX_EVENTS`]): past that the answer is 503 with `Retry-After`, and the proxy keeps
@@ -238,8 +240,8 @@ pub async fn ingest(state: &AppState, batch: &ClickBatch) -> Result<IngestReceip
     ingest_parsed(state, &BatchRef::from(batch)).await
 }
 
-/// Queues one batch for the group writer, waits for its receipt and updates the metrics; what
-/// the handler calls.
+/// Queues a batch's parts for their group writers, waits for all their outcomes and updates the
+/// metrics; what the handler calls.
 async fn ingest_parsed(state: &AppState, batch: &BatchRef<'_>) -> Result<IngestReceipt, Refused> {
     let started = Instant::now();
     let m = &state.metrics.clicks;
@@ -253,36 +255,56 @@ async fn ingest_parsed(state: &AppState, batch: &BatchRef<'_>) -> Result<IngestR
         m.queue_full.inc();
         return Err(Refused::Busy);
     };
-    let prepared = Prepared::new(batch);
-    let (reply, answer) = oneshot::channel();
     m.queued_events.inc_by(i64::from(weight));
-    let job = Job {
-        batch: prepared,
-        reply,
-        _queued: Queued {
-            gauge: m.queued_events.clone(),
-            weight,
-            _permit: permit,
-        },
-    };
-    let sent = state.click_writer.sender(&state.db, m).send(job);
-    // A job the writer never took (or dropped unanswered: a panic) is a retry for the proxy.
-    let done = match sent {
-        Ok(()) => answer
-            .await
-            .map_err(|_| Refused::Failed("click ingest writer stopped".into()))?
-            .map_err(Refused::Failed)?,
-        Err(_) => return Err(Refused::Failed("click ingest writer stopped".into())),
-    };
-    if let Some(seq) = done.feed_seq {
-        // A link reached its click limit: wake the proxies' long polls.
-        state.changes_committed(seq);
+    let queued = Arc::new(Queued {
+        gauge: m.queued_events.clone(),
+        weight,
+        _permit: permit,
+    });
+    let writers = state.click_writer.senders(&state.db, m);
+    let mut answers = Vec::with_capacity(clicks::PARTS);
+    for part in Prepared::split(batch) {
+        let (reply, answer) = oneshot::channel();
+        let writer = &writers[part.part % writers.len()];
+        let job = Job {
+            batch: part,
+            reply,
+            _queued: queued.clone(),
+        };
+        if writer.send(job).is_err() {
+            return Err(Refused::Failed("click ingest writer stopped".into()));
+        }
+        answers.push(answer);
     }
+    drop(queued);
+    // A part the writer never took (or dropped unanswered: a panic) is a retry for the proxy;
+    // the parts stored meanwhile are recognised by their (batch id, part) then.
+    let mut parts = Vec::with_capacity(answers.len());
+    let mut failed = None;
+    for answer in answers {
+        match answer.await {
+            Ok(Ok(done)) => {
+                // Counted per part: a part stored now is not counted again on the retry that
+                // a failed sibling causes.
+                m.events.inc_by(done.stored as u64);
+                m.unknown_link_events.inc_by(done.unknown_link as u64);
+                if let Some(seq) = done.feed_seq {
+                    // A link reached its click limit: wake the proxies' long polls.
+                    state.changes_committed(seq);
+                }
+                parts.push(done);
+            }
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some("click ingest writer stopped".into()),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(Refused::Failed(e));
+    }
+    let done = Ingested::merge(parts);
     m.seconds.observe(started.elapsed().as_secs_f64());
     if done.accepted {
         m.batches.inc();
-        m.events.inc_by(done.stored as u64);
-        m.unknown_link_events.inc_by(done.unknown_link as u64);
     } else {
         m.duplicate_batches.inc();
     }
@@ -293,15 +315,15 @@ async fn ingest_parsed(state: &AppState, batch: &BatchRef<'_>) -> Result<IngestR
     })
 }
 
-/// A queued batch and where its outcome goes.
+/// A queued batch part and where its outcome goes.
 struct Job {
     batch: Prepared,
     reply: oneshot::Sender<Result<Ingested, String>>,
-    _queued: Queued,
+    _queued: Arc<Queued>,
 }
 
-/// A job's share of [`QUEUE_MAX_EVENTS`] and of the queued-events gauge, given back when the job
-/// is dropped (answered, or lost with the writer).
+/// A batch's share of [`QUEUE_MAX_EVENTS`] and of the queued-events gauge, given back when the
+/// last of its parts is dropped (answered, or lost with the writer).
 struct Queued {
     gauge: Gauge,
     weight: u32,
@@ -314,43 +336,54 @@ impl Drop for Queued {
     }
 }
 
-/// The queue in front of the writer task, which starts on first use (on the runtime serving the
-/// request) and again if it ever stopped. One per [`AppState`].
+/// The queues in front of the writer tasks, which start on first use (on the runtime serving
+/// the request) and again if one ever stopped. One per [`AppState`].
+///
+/// On Postgres there is one writer per part ([`clicks::PARTS`]): parts hold disjoint links, so
+/// the writers' transactions never touch the same rollup or counter rows and run side by side
+/// on two server backends (a single writer kept one Postgres core busy and the other idle; two
+/// writers sharing links were measured at half the throughput, each waiting row by row for the
+/// other's commit). On SQLite, whose writes are serialised anyway, one writer takes every part.
 pub struct GroupWriter {
-    tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
-    /// Bounds the queue by events (the channel itself is unbounded).
+    tx: Mutex<Vec<mpsc::UnboundedSender<Job>>>,
+    /// Bounds the queues by events (the channels themselves are unbounded).
     room: Arc<Semaphore>,
 }
 
 impl Default for GroupWriter {
     fn default() -> Self {
         Self {
-            tx: Mutex::new(None),
+            tx: Mutex::new(Vec::new()),
             room: Arc::new(Semaphore::new(QUEUE_MAX_EVENTS)),
         }
     }
 }
 
 impl GroupWriter {
-    fn sender(&self, db: &Db, m: &ClickMetrics) -> mpsc::UnboundedSender<Job> {
+    /// One sender per writer; part `k` goes to writer `k % len`.
+    fn senders(&self, db: &Db, m: &ClickMetrics) -> Vec<mpsc::UnboundedSender<Job>> {
+        let writers = if db.pg.is_some() { clicks::PARTS } else { 1 };
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = tx.as_ref().filter(|t| !t.is_closed()) {
-            return t.clone();
+        tx.truncate(writers);
+        for i in 0..writers {
+            if tx.get(i).is_some_and(|t| !t.is_closed()) {
+                continue;
+            }
+            let (t, rx) = mpsc::unbounded_channel();
+            // The task holds no sender, so it ends when the state (and its queue) is dropped.
+            tokio::spawn(write_groups(db.clone(), rx, m.group_batches.clone()));
+            if i < tx.len() {
+                tx[i] = t;
+            } else {
+                tx.push(t);
+            }
         }
-        let (t, rx) = mpsc::unbounded_channel();
-        // The task holds no sender, so it ends when the state (and its queue) is dropped.
-        tokio::spawn(write_groups(db.clone(), rx, m.group_batches.clone()));
-        *tx = Some(t.clone());
-        t
+        tx.clone()
     }
 }
 
-/// The writer: takes everything queued (up to [`GROUP_MAX_EVENTS`]), stores it in one
+/// A writer: takes everything queued (up to [`GROUP_MAX_EVENTS`]), stores it in one
 /// transaction, answers each job; repeats until the queue is dropped.
-///
-/// One writer per process, on Postgres too: a second one was measured at half the throughput
-/// (two groups update the same rollup and link rows, so the second waits for the first's commit
-/// row by row, and each group is smaller).
 async fn write_groups(db: Db, mut queue: mpsc::UnboundedReceiver<Job>, group_batches: Histogram) {
     let mut next: Option<Job> = None;
     // Events of the previous group: while this one is smaller, the writer lingers for more.

@@ -5,14 +5,14 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
 use common::{Harness, each_backend};
 use serde_json::json;
-use sling_control::db::clicks::{BatchRef, Prepared, ingest_group};
+use sling_control::db::clicks::{BatchRef, PARTS, Prepared, ingest, ingest_group, part_of};
 use sling_shared::clicks::{CLICKS_PATH, ClickBatch, ClickEvent};
 use sling_shared::feed::ChangeOp;
 use sqlx::Row;
@@ -135,8 +135,27 @@ async fn concurrent_senders_and_resends_count_exactly_once() {
             scalar(&h, "SELECT CAST(COUNT(*) AS BIGINT) FROM click_events").await,
             total
         );
+        // One row per (batch, part its events fall in); the test's links cover every part.
+        let parts_of = |b: &ClickBatch| {
+            b.events
+                .iter()
+                .map(|e| part_of(&e.link_id))
+                .collect::<BTreeSet<_>>()
+                .len()
+        };
+        let parts: usize = batches.iter().map(parts_of).sum();
+        let covered: BTreeSet<usize> = links.iter().map(|l| part_of(l)).collect();
+        assert_eq!(covered.len(), PARTS, "links {links:?} all fall in one part");
         assert_eq!(
             scalar(&h, "SELECT CAST(COUNT(*) AS BIGINT) FROM ingested_batches").await,
+            parts as i64
+        );
+        assert_eq!(
+            scalar(
+                &h,
+                "SELECT CAST(COUNT(DISTINCT batch_id) AS BIGINT) FROM ingested_batches"
+            )
+            .await,
             48
         );
         for dim in ["total", "country", "device", "browser", "os", "referrer"] {
@@ -188,8 +207,12 @@ async fn concurrent_senders_and_resends_count_exactly_once() {
         // Some transaction really held several batches (or this test proves nothing new).
         let groups: f64 = metric(&m, "sling_control_click_ingest_group_batches_count");
         let grouped: f64 = metric(&m, "sling_control_click_ingest_group_batches_sum");
-        assert_eq!(grouped, 144.0, "{m}");
-        assert!(groups < grouped, "no group held two batches: {m}");
+        assert_eq!(
+            grouped,
+            3.0 * parts as f64,
+            "every delivered part, once: {m}"
+        );
+        assert!(groups < grouped, "no group held two parts: {m}");
         h
     })
     .await;
@@ -201,8 +224,11 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing"))
 }
 
+/// The one part of a batch whose events are all for one link.
 fn prepared(b: &ClickBatch) -> Prepared {
-    Prepared::new(&BatchRef::from(b))
+    let mut parts = Prepared::split(&BatchRef::from(b));
+    assert_eq!(parts.len(), 1, "a one-link batch is one part");
+    parts.pop().unwrap()
 }
 
 fn humans(id: &str, link: &str, n: usize) -> ClickBatch {
@@ -272,6 +298,103 @@ async fn a_click_limit_crossed_inside_a_group_is_published() {
         assert_eq!(h.feed_head().await, head);
         let r = h.admin("GET", &format!("/api/v1/links/{id}"), None).await;
         assert_eq!(r.data()["clicks"], 6);
+        h
+    })
+    .await;
+}
+
+/// Two links in different parts (found by trying ids until both parts are covered).
+async fn links_in_each_part(h: &Harness) -> Vec<String> {
+    let mut by_part: BTreeMap<usize, String> = BTreeMap::new();
+    for i in 0..64 {
+        let l = h
+            .create(json!({"destinationUrl": format!("https://example.com/p{i}")}))
+            .await;
+        let id = l["id"].as_str().unwrap().to_owned();
+        by_part.entry(part_of(&id)).or_insert(id);
+        if by_part.len() == PARTS {
+            break;
+        }
+    }
+    assert_eq!(by_part.len(), PARTS, "64 links never covered every part");
+    by_part.into_values().collect()
+}
+
+fn mixed(id: &str, links: &[String], n: usize) -> ClickBatch {
+    ClickBatch {
+        batch_id: id.to_owned(),
+        proxy_id: "proxy-test".into(),
+        events: (0..n)
+            .map(|i| {
+                let mut e = event(&links[i % links.len()], i);
+                e.bot = false;
+                e
+            })
+            .collect(),
+    }
+}
+
+/// A batch whose first delivery stored only some of its parts (the others' transactions
+/// failed) is completed by the retry: the stored parts are recognised, the rest stored, every
+/// event counted once.
+#[tokio::test]
+async fn a_retry_completes_a_partly_stored_batch_without_duplicates() {
+    each_backend(|h| async move {
+        let links = links_in_each_part(&h).await;
+        let batch = mixed("partly", &links, 40);
+        let parts = Prepared::split(&BatchRef::from(&batch));
+        assert_eq!(parts.len(), PARTS);
+        let first = ingest_group(&h.db, &[&parts[0]], T0).await.unwrap();
+        assert!(first[0].accepted);
+        let stored_first = first[0].stored;
+        assert!(stored_first > 0 && stored_first < 40);
+
+        let retry = ingest(&h.db, &BatchRef::from(&batch), T0).await.unwrap();
+        assert!(retry.accepted, "the missing parts are new");
+        assert_eq!(retry.stored, 40 - stored_first);
+        let again = ingest(&h.db, &BatchRef::from(&batch), T0).await.unwrap();
+        assert!(!again.accepted && again.stored == 0);
+
+        assert_eq!(
+            scalar(&h, "SELECT CAST(COUNT(*) AS BIGINT) FROM click_events").await,
+            40
+        );
+        let mut clicks = 0;
+        for id in &links {
+            let r = h.admin("GET", &format!("/api/v1/links/{id}"), None).await;
+            clicks += r.data()["clicks"].as_i64().unwrap();
+        }
+        assert_eq!(clicks, 40);
+        h
+    })
+    .await;
+}
+
+/// A batch recorded before batches had parts (one row, part -1) is a duplicate as a whole:
+/// none of its parts is stored again when a proxy redelivers it after the upgrade.
+#[tokio::test]
+async fn a_batch_recorded_whole_before_parts_is_not_stored_again() {
+    each_backend(|h| async move {
+        let links = links_in_each_part(&h).await;
+        sqlx::query(
+            "INSERT INTO ingested_batches (batch_id, part, proxy_id, events, ingested_at) \
+             VALUES ('legacy', -1, 'proxy-test', 10, $1)",
+        )
+        .bind(T0)
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+        let batch = mixed("legacy", &links, 10);
+        let done = ingest(&h.db, &BatchRef::from(&batch), T0).await.unwrap();
+        assert!(!done.accepted && done.stored == 0, "{done:?}");
+        assert_eq!(
+            scalar(&h, "SELECT CAST(COUNT(*) AS BIGINT) FROM click_events").await,
+            0
+        );
+        // Another id with the same events is stored.
+        let fresh = mixed("fresh", &links, 10);
+        let done = ingest(&h.db, &BatchRef::from(&fresh), T0).await.unwrap();
+        assert!(done.accepted && done.stored == 10, "{done:?}");
         h
     })
     .await;

@@ -134,6 +134,21 @@ pub struct Ingested {
     pub feed_seq: Option<u64>,
 }
 
+impl Ingested {
+    /// One batch's outcome from its parts': accepted when any part was new (the others were
+    /// stored by an earlier delivery), the counts summed.
+    pub fn merge(parts: impl IntoIterator<Item = Ingested>) -> Ingested {
+        parts
+            .into_iter()
+            .fold(Ingested::default(), |a, p| Ingested {
+                accepted: a.accepted || p.accepted,
+                stored: a.stored + p.stored,
+                unknown_link: a.unknown_link + p.unknown_link,
+                feed_seq: a.feed_seq.max(p.feed_seq),
+            })
+    }
+}
+
 /// One value of a [`RowSet`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Val<'a> {
@@ -375,13 +390,28 @@ const ROLLUP_COLS: &[(&str, &str)] = &[
 const COUNT_COLS: &[(&str, &str)] = &[("l", "text"), ("n", "bigint")];
 const ID_COLS: &[(&str, &str)] = &[("l", "text")];
 
-/// A batch parsed, validated and cleaned, owning its strings (all in one buffer, so a batch is
-/// two allocations however many events it holds): what the group writer in `crate::ingest`
-/// queues and [`ingest_group`] stores.
+/// How many partitions of link ids a batch is split into ([`part_of`]). Each part is stored,
+/// and deduplicated, on its own ((batch id, part) is the idempotency key), so on Postgres one
+/// writer per part stores groups in parallel without ever waiting on another's rollup or
+/// counter rows (`crate::ingest`). Fixed: a batch redelivered after a change of this number
+/// would split differently and be stored twice.
+pub const PARTS: usize = 2;
+
+/// The partition of a link id: a hash that is the same in every process and release.
+pub fn part_of(link_id: &str) -> usize {
+    (xxhash_rust::xxh3::xxh3_64(link_id.as_bytes()) % PARTS as u64) as usize
+}
+
+/// One part of a batch (its events of one partition of link ids), parsed, validated and
+/// cleaned, owning its strings (all in one buffer, so a part is two allocations however many
+/// events it holds): what the group writer in `crate::ingest` queues and [`ingest_group`]
+/// stores.
 #[derive(Debug)]
 pub struct Prepared {
     pub batch_id: String,
     pub proxy_id: String,
+    /// Which of [`PARTS`] this is.
+    pub part: usize,
     text: String,
     events: Vec<PreparedEvent>,
 }
@@ -405,9 +435,39 @@ struct PreparedEvent {
 }
 
 impl Prepared {
-    /// Cleans `batch` (see [`Clean`]) into an owned copy.
-    pub fn new(batch: &BatchRef<'_>) -> Self {
-        let mut text = String::with_capacity(batch.events.len() * 80);
+    fn empty(batch: &BatchRef<'_>, part: usize, events: usize) -> Self {
+        Prepared {
+            batch_id: batch.batch_id.to_string(),
+            proxy_id: batch.proxy_id.to_string(),
+            part,
+            text: String::with_capacity(events * 80),
+            events: Vec::with_capacity(events),
+        }
+    }
+
+    /// Cleans `batch` (see [`Clean`]) into owned parts, one per partition its events fall in,
+    /// in part order; a batch without events is one empty part 0 (so its id is still recorded).
+    pub fn split(batch: &BatchRef<'_>) -> Vec<Self> {
+        let parts: Vec<usize> = batch.events.iter().map(|e| part_of(&e.link_id)).collect();
+        let mut sizes = [0usize; PARTS];
+        for &p in &parts {
+            sizes[p] += 1;
+        }
+        let mut out: Vec<Prepared> = (0..PARTS)
+            .map(|p| Prepared::empty(batch, p, sizes[p]))
+            .collect();
+        for (e, &p) in batch.events.iter().zip(&parts) {
+            out[p].push(e);
+        }
+        out.retain(|p| !p.is_empty());
+        if out.is_empty() {
+            out.push(Prepared::empty(batch, 0, 0));
+        }
+        out
+    }
+
+    fn push(&mut self, e: &EventRef<'_>) {
+        let text = &mut self.text;
         let mut put = |s: &str| {
             // Bodies are capped far below 4 GiB (`ingest::MAX_BODY_BYTES`), so offsets fit.
             let start = text.len();
@@ -420,31 +480,20 @@ impl Prepared {
             let span = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
             Span(span(start), span(text.len() - start))
         };
-        let events = batch
-            .events
-            .iter()
-            .map(|e| {
-                let c = clean(e);
-                PreparedEvent {
-                    link: put(&e.link_id),
-                    at_ms: c.at_ms,
-                    country: put(&c.country),
-                    device: put(c.device),
-                    browser: put(c.browser),
-                    os: put(c.os),
-                    referrer: put(&c.referrer),
-                    visitor: put(c.visitor),
-                    bot: c.bot,
-                    qr: c.qr,
-                }
-            })
-            .collect();
-        Prepared {
-            batch_id: batch.batch_id.to_string(),
-            proxy_id: batch.proxy_id.to_string(),
-            text,
-            events,
-        }
+        let c = clean(e);
+        let event = PreparedEvent {
+            link: put(&e.link_id),
+            at_ms: c.at_ms,
+            country: put(&c.country),
+            device: put(c.device),
+            browser: put(c.browser),
+            os: put(c.os),
+            referrer: put(&c.referrer),
+            visitor: put(c.visitor),
+            bot: c.bot,
+            qr: c.qr,
+        };
+        self.events.push(event);
     }
 
     pub fn len(&self) -> usize {
@@ -463,21 +512,23 @@ impl Prepared {
 
 /// Ingests `batch` at most once: [`ingest_group`] of one.
 pub async fn ingest(db: &Db, batch: &BatchRef<'_>, now_ms: i64) -> sqlx::Result<Ingested> {
-    let p = Prepared::new(batch);
-    let done = ingest_group(db, &[&p], now_ms).await?;
-    Ok(done.first().copied().unwrap_or_default())
+    let parts = Prepared::split(batch);
+    let refs: Vec<&Prepared> = parts.iter().collect();
+    Ok(Ingested::merge(ingest_group(db, &refs, now_ms).await?))
 }
 
 const BATCH_COLS: &[(&str, &str)] = &[
     ("i", "text"),
+    ("k", "bigint"),
     ("p", "text"),
     ("n", "bigint"),
     ("a", "bigint"),
 ];
 
-/// Ingests several batches in one transaction, each at most once; returns one [`Ingested`] per
-/// batch, in order. A batch id already stored, or repeated earlier in `batches`, is not accepted
-/// and contributes nothing. Events for links that do not exist are acknowledged and counted in
+/// Ingests several batch parts in one transaction, each at most once; returns one [`Ingested`]
+/// per part, in order. A (batch id, part) already stored (or the whole batch, recorded before
+/// batches had parts), or repeated earlier in `batches`, is not accepted and contributes
+/// nothing. Events for links that do not exist are acknowledged and counted in
 /// [`Ingested::unknown_link`], never an error (a batch that could not be acknowledged would be
 /// retried forever).
 ///
@@ -506,21 +557,22 @@ pub async fn ingest_group(
     lap.mark("begin");
 
     let mut ids = RowSet::new(BATCH_COLS, candidates.len());
-    for (&id, &i) in &candidates {
+    for (&(id, part), &i) in &candidates {
         let b = batches[i];
         ids.push(&[
             Val::Text(id),
+            Val::Int(part_number(part)),
             Val::Text(&b.proxy_id),
             Val::Int(i64::try_from(b.len()).unwrap_or(i64::MAX)),
             Val::Int(now_ms),
         ]);
     }
     let (src, params) = ids.source(backend, 1, "j")?;
-    // `WHERE true`: see the rollup upsert below.
+    // The `WHERE` also resolves SQLite's parse ambiguity (see the rollup upsert below).
     let sql = format!(
-        "INSERT INTO ingested_batches (batch_id, proxy_id, events, ingested_at) \
-         SELECT i, p, n, a FROM {src} WHERE true ON CONFLICT (batch_id) DO NOTHING \
-         RETURNING batch_id"
+        "INSERT INTO ingested_batches (batch_id, part, proxy_id, events, ingested_at) \
+         SELECT i, k, p, n, a FROM {src} WHERE {NOT_STORED_WHOLE} \
+         ON CONFLICT (batch_id, part) DO NOTHING RETURNING batch_id, part"
     );
     let mut q = sqlx::query(&sql);
     for p in params {
@@ -528,7 +580,7 @@ pub async fn ingest_group(
     }
     let mut stored_ids = Vec::with_capacity(candidates.len());
     for row in q.fetch_all(&mut *w.tx).await? {
-        stored_ids.push(row.try_get::<String, _>(0)?);
+        stored_ids.push((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?));
     }
     let fresh = accept(&candidates, &stored_ids, &mut out);
     lap.mark("batch_ids");
@@ -639,25 +691,39 @@ pub async fn ingest_group(
     Ok(out)
 }
 
-/// The first occurrence of each batch id in a group, by id (BTreeMap order = lock order).
-pub(super) fn candidates<'a>(batches: &[&'a Prepared]) -> BTreeMap<&'a str, usize> {
+/// Keeps the parts of a batch recorded before batches had parts out: such a row (part -1)
+/// stands for all of them. Never inserted now, so it needs no lock.
+pub(super) const NOT_STORED_WHOLE: &str = "NOT EXISTS (SELECT 1 FROM ingested_batches o \
+     WHERE o.batch_id = j.i AND o.part = -1)";
+
+/// A part as stored in `ingested_batches.part` (always below [`PARTS`]).
+pub(super) fn part_number(part: usize) -> i64 {
+    i64::try_from(part).unwrap_or(i64::MAX)
+}
+
+/// The first occurrence of each (batch id, part) in a group, by key (BTreeMap order = lock
+/// order).
+pub(super) fn candidates<'a>(batches: &[&'a Prepared]) -> BTreeMap<(&'a str, usize), usize> {
     let mut candidates = BTreeMap::new();
     for (i, b) in batches.iter().enumerate() {
-        candidates.entry(b.batch_id.as_str()).or_insert(i);
+        candidates.entry((b.batch_id.as_str(), b.part)).or_insert(i);
     }
     candidates
 }
 
-/// Marks the batches whose ids the database just stored (`stored_ids`, the ones not seen
+/// Marks the parts the database just stored (`stored`: (batch id, part), the ones not seen
 /// before) as accepted; returns their indexes, ascending.
 pub(super) fn accept(
-    candidates: &BTreeMap<&str, usize>,
-    stored_ids: &[String],
+    candidates: &BTreeMap<(&str, usize), usize>,
+    stored: &[(String, i64)],
     out: &mut [Ingested],
 ) -> Vec<usize> {
-    let mut fresh: Vec<usize> = stored_ids
+    let mut fresh: Vec<usize> = stored
         .iter()
-        .filter_map(|id| candidates.get(id.as_str()).copied())
+        .filter_map(|(id, part)| {
+            let part = usize::try_from(*part).ok()?;
+            candidates.get(&(id.as_str(), part)).copied()
+        })
         .collect();
     fresh.sort_unstable();
     for &i in &fresh {

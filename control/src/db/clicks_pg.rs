@@ -16,7 +16,8 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Connection, Row};
 
 use super::clicks::{
-    Aggregate, EventRow, Ingested, Laps, Prepared, Sums, accept, aggregate, candidates, link_ids,
+    Aggregate, EventRow, Ingested, Laps, NOT_STORED_WHOLE, Prepared, Sums, accept, aggregate,
+    candidates, link_ids, part_number,
 };
 use super::{changes, links};
 
@@ -37,24 +38,29 @@ pub(super) async fn ingest_group(
     lap.mark("begin");
 
     let mut ids = Vec::with_capacity(candidates.len());
+    let mut parts = Vec::with_capacity(candidates.len());
     let mut proxies = Vec::with_capacity(candidates.len());
     let mut counts = Vec::with_capacity(candidates.len());
-    for (&id, &i) in &candidates {
+    for (&(id, part), &i) in &candidates {
         ids.push(id);
+        parts.push(part_number(part));
         proxies.push(batches[i].proxy_id.as_str());
         counts.push(i64::try_from(batches[i].len()).unwrap_or(i64::MAX));
     }
-    let stored_ids: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO ingested_batches (batch_id, proxy_id, events, ingested_at) \
-         SELECT i, p, n, $4 FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS j(i, p, n) \
-         ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
-    )
-    .bind(&ids)
-    .bind(&proxies)
-    .bind(&counts)
-    .bind(now_ms)
-    .fetch_all(&mut *tx)
-    .await?;
+    let sql = format!(
+        "INSERT INTO ingested_batches (batch_id, part, proxy_id, events, ingested_at) \
+         SELECT i, k, p, n, $5 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[]) \
+         AS j(i, k, p, n) WHERE {NOT_STORED_WHOLE} \
+         ON CONFLICT (batch_id, part) DO NOTHING RETURNING batch_id, part"
+    );
+    let stored_ids: Vec<(String, i64)> = sqlx::query_as(&sql)
+        .bind(&ids)
+        .bind(&parts)
+        .bind(&proxies)
+        .bind(&counts)
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await?;
     let fresh = accept(&candidates, &stored_ids, &mut out);
     lap.mark("batch_ids");
     if fresh.is_empty() {

@@ -534,11 +534,19 @@ fn a_slow_post_does_not_stop_the_channel_draining() {
     }
     assert!(shipper.shutdown(Duration::from_secs(30)));
     let text = metrics.render(0);
-    // The delivery thread waits on the POSTs; the shipper kept taking clicks meanwhile.
-    assert!(
-        text.contains("sling_proxy_clicks_overflowed_total 0"),
-        "{text}"
-    );
+    // The delivery thread waits on the POSTs; the shipper kept taking clicks meanwhile. A
+    // shipper that waited on a POST itself would overflow ~1,300 clicks per POST (400 ms of
+    // clicks less the channel's 64 ms); a few may still overflow when a loaded machine
+    // deschedules the shipper for longer than 64 ms, which is why the bound is not zero.
+    let overflowed: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sling_proxy_clicks_overflowed_total ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no overflow counter: {text}"));
+    assert!(overflowed < 300.0, "{overflowed} overflowed: {text}");
     let mut all = slow.events();
     all.extend(spooled(spool.path()));
     assert_exactly_once(&all, 2000);

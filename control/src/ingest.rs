@@ -13,10 +13,10 @@
 //!
 //! Group commit: the handler parses and cleans a batch, splits it into parts by link id
 //! ([`clicks::PARTS`]) and queues each for its writer task ([`GroupWriter`]: one per part on
-//! Postgres, one in all on SQLite), which takes everything queued (up to [`GROUP_MAX_EVENTS`], waiting up to
-//! [`GROUP_LINGER`] for more under load) and stores it in one transaction
-//! ([`clicks::ingest_group`]), then answers each waiting part; the request answers once all of
-//! its parts are stored.
+//! Postgres, one in all on SQLite). A writer takes everything queued (up to
+//! [`GROUP_MAX_EVENTS`], waiting up to [`GROUP_LINGER`] for more under load), stores it in one
+//! transaction ([`clicks::ingest_group`]) and answers each waiting part; the request answers
+//! once all of its parts are stored.
 //! Concurrent batches so share one commit and one aggregation of rollups and link counters
 //! instead of queueing behind each other's row locks and fsyncs. The queue is bounded
 //! ([`QUEUE_MAX_EVENTS`]): past that the answer is 503 with `Retry-After`, and the proxy keeps

@@ -971,6 +971,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The partition of a link id must never change (a redelivered batch would be split
+    /// differently and stored twice): these are pinned, not computed (Python's `xxhash`
+    /// package, `xxh3_64_intdigest(id) % 2`, gives the same).
+    #[test]
+    fn link_partitions_are_stable() {
+        let got: Vec<usize> = ["lnk_0", "lnk_1", "lnk_2", "lnk_3", "example", ""]
+            .iter()
+            .map(|l| part_of(l))
+            .collect();
+        assert_eq!(got, [0, 1, 1, 1, 0, 0]);
+    }
+
     /// What proxies send (false flags and absent options left out) parses, as does the full form.
     #[test]
     fn parses_compact_and_full_events() {

@@ -130,6 +130,33 @@ pub fn pin(common: &Common, cpu: usize) -> anyhow::Result<Vec<String>> {
     ])
 }
 
+/// Pins every thread of the harness itself to `cpu` (`taskset -a -p`), or nothing with
+/// `--no-pin`; threads and children it starts later inherit that (children started under
+/// [`pin`] get their own CPU). For scenarios where the harness is part of the load: its threads
+/// are otherwise free to run on the server core, and a `sched_switch` trace of a swap run showed
+/// them taking the proxy's core for up to 6 ms at a time (176 ms over the run).
+pub fn pin_self(common: &Common, cpu: usize) -> anyhow::Result<()> {
+    let prefix = pin(common, cpu)?;
+    let Some(taskset) = prefix.first() else {
+        return Ok(());
+    };
+    let status = Command::new(taskset)
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "taskset -a -p -c {cpu} on the harness: {status}"
+    );
+    Ok(())
+}
+
 /// The command prefix that runs the control plane on the client core at `priority`: under
 /// `chrt --idle 0` (SCHED_IDLE) it only gets the CPU the load generator leaves.
 pub fn control_pin(

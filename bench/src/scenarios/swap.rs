@@ -76,6 +76,8 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     let wrk_bin = env::find_tool(&env::WRK)?;
     let server_pin = env::pin(c, c.server_cpu)?;
     let client_pin = env::pin(c, c.client_cpu)?;
+    // The writer runs in the harness: on the client core with wrk and the control plane.
+    env::pin_self(c, c.client_cpu)?;
     anyhow::ensure!(args.pairs >= 1, "--pairs must be at least 1");
     anyhow::ensure!(args.links >= 1, "--links must be at least 1");
     let bins = env::binaries(c, true)?;
@@ -447,7 +449,8 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
            changed; during swap runs a writer starts a link create every {wi} ms (up to 16 in flight), so each \
            interval has something to publish. The proxy follows the feed (overlay) and downloads, verifies and swaps \
            in each snapshot while serving. Swaps are counted from the writer's start, warm-up included.\n\
-         - The proxy is alone on the server core; wrk (or the open-loop worker), the control plane and the writer \
+         - The proxy is alone on the server core; wrk (or the open-loop worker), the control plane and the writer (the \
+           harness pins all its own threads there) \
            share the other core, the control plane at {priority} priority (`--control-priority`). In closed loop \
            wrk needs that whole core, so whatever the control plane gets there (publishing every {iv} ms, serving \
            each file to the proxy, the creates) delays wrk itself: proxy CPU falls during swap runs while wrk's \

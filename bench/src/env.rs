@@ -134,7 +134,7 @@ pub fn pin(common: &Common, cpu: usize) -> anyhow::Result<Vec<String>> {
 /// `--no-pin`; threads and children it starts later inherit that (children started under
 /// [`pin`] get their own CPU). For scenarios where the harness is part of the load: its threads
 /// are otherwise free to run on the server core, and a `sched_switch` trace of a swap run showed
-/// them taking the proxy's core for up to 6 ms at a time (176 ms over the run).
+/// them taking the proxy's core for up to 6 ms at a time (121 ms over the run).
 pub fn pin_self(common: &Common, cpu: usize) -> anyhow::Result<()> {
     let prefix = pin(common, cpu)?;
     let Some(taskset) = prefix.first() else {

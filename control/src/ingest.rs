@@ -364,7 +364,6 @@ impl GroupWriter {
     fn senders(&self, db: &Db, m: &ClickMetrics) -> Vec<mpsc::UnboundedSender<Job>> {
         let writers = if db.pg.is_some() { clicks::PARTS } else { 1 };
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        tx.truncate(writers);
         for i in 0..writers {
             if tx.get(i).is_some_and(|t| !t.is_closed()) {
                 continue;

@@ -173,15 +173,13 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             };
             let seen = churning.finish(&client, &admin).await;
             let (summary, cpu) = result?;
-            eprintln!(
-                "pair {} {:9}: {:>9.0} req/s  p99 {} ms  errors {}  links created {}  swaps {}",
-                pair + 1,
-                mode(swapping),
+            seen.print(
+                "",
+                pair,
+                swapping,
                 summary.rps(),
-                ms(summary.p99_us as f64),
+                summary.p99_us,
                 summary.errors(),
-                seen.links_created,
-                seen.swaps_observed,
             );
             runs.push(SwapRun {
                 pair,
@@ -218,15 +216,13 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             let result = cpu_share(proxy.proc.pid(), openloop::run(&client_pin, &ol)).await;
             let seen = churning.finish(&client, &admin).await;
             let (summary, cpu) = result?;
-            eprintln!(
-                "open loop pair {} {:9}: {:>9.0} req/s  p99 {} ms  errors {}  links created {}  swaps {}",
-                pair + 1,
-                mode(swapping),
+            seen.print(
+                "open loop ",
+                pair,
+                swapping,
                 summary.achieved_rate,
-                ms(summary.latency.p99_us as f64),
+                summary.latency.p99_us,
                 summary.errors(),
-                seen.links_created,
-                seen.swaps_observed,
             );
             open.push(OpenSwapRun {
                 pair,
@@ -345,6 +341,10 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let priority_label = match args.control_priority {
+        ControlPriority::Idle => "idle (SCHED_IDLE)",
+        ControlPriority::Normal => "normal",
+    };
     let verdict = |r: Option<f64>| match r {
         Some(r) if r <= 1.2 => "met",
         Some(_) => "**missed**",
@@ -359,7 +359,8 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
            median {} (see the caveats: here wrk shares its core with the control plane's publishing).\n\
          - Snapshots swapped in (seen on the proxy's `/metrics`), interval asked {} ms: open-loop swap runs \
            {open_swaps} in {open_watched:.0} s, **one every {} ms**; closed-loop swap runs {closed_swaps} in \
-           {closed_watched:.0} s, one every {} ms (wrk leaves the idle-priority control plane little CPU).\n\n",
+           {closed_watched:.0} s, one every {} ms (wrk leaves the control plane, at {priority_label} \
+           priority, little CPU).\n\n",
         if swap_errors == 0 { "met" } else { "**missed**" },
         med(&open_p99, true),
         med(&open_p99, false),
@@ -465,10 +466,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
         iv = args.swap_interval_ms,
         wi = args.write_interval_ms,
         clicks = args.clicks.name(),
-        priority = match args.control_priority {
-            ControlPriority::Idle => "idle (SCHED_IDLE)",
-            ControlPriority::Normal => "normal",
-        },
+        priority = priority_label,
     ));
     run.write_md(&md)?;
     let groups: Vec<String> = (1..=args.pairs).map(|p| format!("pair {p}")).collect();
@@ -491,6 +489,20 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
         ),
     )?;
     Ok(())
+}
+
+impl ChurnSeen {
+    /// The progress line of one run (`load` names it: empty for wrk, "open loop " otherwise).
+    fn print(&self, load: &str, pair: usize, swapping: bool, rps: f64, p99_us: u64, errors: u64) {
+        eprintln!(
+            "{load}pair {} {:9}: {rps:>9.0} req/s  p99 {} ms  errors {errors}  links created {}  swaps {}",
+            pair + 1,
+            mode(swapping),
+            ms(p99_us as f64),
+            self.links_created,
+            self.swaps_observed,
+        );
+    }
 }
 
 fn mode(swapping: bool) -> &'static str {

@@ -211,8 +211,8 @@ impl Follower {
             ),
             None => None,
         };
-        // Kept as the chunks hyper read: joining them is a copy as large as the snapshot, done
-        // with the rest of the install on the idle thread, not here on the request thread.
+        // Kept as the chunks hyper read: the install thread writes them out as they are, and
+        // verifies the written file, so nothing copies the whole snapshot into one buffer.
         let mut chunks = Vec::new();
         let mut size = 0;
         while let Some(chunk) = resp.chunk().await.context("downloading a snapshot")? {
@@ -221,7 +221,7 @@ impl Follower {
         }
         let dir = self.state.snapshot_dir.clone();
         let loaded = crate::idle::run("snapshot-install", move || {
-            snapshot::install(&dir, &chunks.concat(), expected, served)
+            snapshot::install(&dir, &chunks, expected, served)
         })
         .await
         .ok_or_else(|| anyhow!("the snapshot install thread failed"))??;

@@ -57,14 +57,19 @@ pub struct DomainEntry {
 
 #[derive(Debug, Default)]
 pub struct Overlay {
-    /// Keyed by `host + "\n" + slug` (neither can contain a newline).
-    links: DashMap<Box<str>, LinkEntry>,
+    /// Keyed by `host + "\n" + slug` (neither can contain a newline). Every request probes it
+    /// while the overlay is non-empty; foldhash instead of SipHash there because entries come
+    /// only from the control plane's feed, so requests choose probes, never what is stored.
+    links: DashMap<Box<str>, LinkEntry, FastHash>,
     /// Keyed by normalised host.
-    domains: DashMap<Box<str>, DomainEntry>,
+    domains: DashMap<Box<str>, DomainEntry, FastHash>,
     /// `links.len() + domains.len()`, kept separately because `DashMap::len` visits every shard and
     /// the hot path only needs to know whether to probe at all.
     entries: AtomicUsize,
 }
+
+/// Seeded per map at creation.
+type FastHash = foldhash::fast::RandomState;
 
 thread_local! {
     /// Reused buffer for composite link keys, so a probe does not allocate.

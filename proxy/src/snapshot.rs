@@ -135,18 +135,40 @@ pub enum InstallError {
     Io(#[from] std::io::Error),
 }
 
-/// Verifies a downloaded snapshot, then writes it into `dir` atomically and maps the written
-/// file. The bytes are verified *before* anything gets a final name, so a corrupt or truncated
-/// download never becomes a file the proxy would load; the written file is verified again after
-/// mapping (disk errors) and removed if that fails. A snapshot not newer than `served_seq` is
-/// refused before it is written, so the file being served is never replaced. Blocking.
-pub fn install(
+/// Stores a downloaded snapshot (the chunks as they arrived) in `dir` and maps it: the chunks are
+/// written to a temp file, the mapped temp file is verified, and only then is it renamed to its
+/// final name, so a corrupt or truncated download never becomes a file the proxy would load. One
+/// pass over the bytes checks both the download and what the disk holds, with no joined copy of
+/// the chunks; it also faults the whole map in here, off the request thread. A snapshot not newer
+/// than `served_seq` is refused before the rename, so the file being served is never replaced.
+/// Blocking.
+pub fn install<B: AsRef<[u8]>>(
     dir: &Path,
-    bytes: &[u8],
+    chunks: &[B],
     expected_seq: Option<u64>,
     served_seq: u64,
 ) -> Result<LoadedSnapshot, InstallError> {
-    let header = snapshot::verify(bytes)?;
+    let parts: Vec<&[u8]> = chunks.iter().map(AsRef::as_ref).collect();
+    let tmp = snapshot::write_temp(dir, "download", &parts)?;
+    let installed = map_and_publish(dir, &tmp, expected_seq, served_seq);
+    if installed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    installed
+}
+
+fn map_and_publish(
+    dir: &Path,
+    tmp: &Path,
+    expected_seq: Option<u64>,
+    served_seq: u64,
+) -> Result<LoadedSnapshot, InstallError> {
+    let file = File::open(tmp)?;
+    // SAFETY: the temp file was written and closed by `install` just now and nothing writes to it
+    // again: it is renamed to its final name (module docs: never modified) or deleted, and
+    // neither changes a mapped inode's contents.
+    let map = unsafe { Mmap::map(&file)? };
+    let header = snapshot::verify(&map)?;
     if header.feed_seq <= served_seq {
         return Err(InstallError::NotNewer {
             served: served_seq,
@@ -161,14 +183,12 @@ pub fn install(
             got: header.feed_seq,
         });
     }
-    let path = snapshot::write_atomic(dir, header.feed_seq, bytes)?;
-    match LoadedSnapshot::open(&path) {
-        Ok(loaded) => Ok(loaded),
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            Err(e.into())
-        }
-    }
+    let path = snapshot::publish_temp(tmp, dir, header.feed_seq)?;
+    Ok(LoadedSnapshot {
+        header,
+        map,
+        path: Some(path),
+    })
 }
 
 /// The currently served snapshot, swappable without blocking readers.
@@ -250,25 +270,31 @@ mod tests {
         let at = bad.len() - 7;
         bad[at] ^= 0x80;
         assert!(matches!(
-            install(dir.path(), &bad, Some(9), 5),
+            install(dir.path(), &[&bad[..4], &bad[4..]], Some(9), 5),
             Err(InstallError::Invalid(_))
         ));
         let short = encode(&body("https://short/"), 9, 0).unwrap();
-        assert!(install(dir.path(), &short[..short.len() / 2], Some(9), 5).is_err());
+        assert!(install(dir.path(), &[&short[..short.len() / 2]], Some(9), 5).is_err());
         assert!(!dir.path().join(snapshot::file_name(9)).exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
         assert_eq!(dest(store.load().as_ref().unwrap()), "https://good/");
 
         // A good download is installed and swapped in.
         let good = encode(&body("https://newer/"), 9, 0).unwrap();
         assert!(matches!(
-            install(dir.path(), &good, Some(8), 5),
+            install(dir.path(), &[&good], Some(8), 5),
             Err(InstallError::WrongSeq { .. })
         ));
         assert!(matches!(
-            install(dir.path(), &good, None, 9),
+            install(dir.path(), &[&good], None, 9),
             Err(InstallError::NotNewer { .. })
         ));
-        let next = install(dir.path(), &good, Some(9), 5).unwrap();
+        let next = install(dir.path(), &[&good[..100], &good[100..]], Some(9), 5).unwrap();
         store.swap(Arc::new(next));
         assert_eq!(store.seq(), 9);
         assert_eq!(dest(store.load().as_ref().unwrap()), "https://newer/");

@@ -344,21 +344,29 @@ pub fn write_atomic(dir: &Path, feed_seq: u64, bytes: &[u8]) -> io::Result<PathB
 
 /// [`write_atomic`] for a file made of several parts written back to back.
 pub fn write_atomic_parts(dir: &Path, feed_seq: u64, parts: &[&[u8]]) -> io::Result<PathBuf> {
+    let tmp_path = write_temp(dir, &file_name(feed_seq), parts)?;
+    publish_temp(&tmp_path, dir, feed_seq)
+}
+
+/// The first half of [`write_atomic_parts`]: writes `parts` to a temp file in `dir` (created if
+/// missing) and fsyncs it. The name, from `label`, is one [`prune`] removes if it is left behind,
+/// and one [`list_files`] never returns, so the file can be checked before it is published.
+pub fn write_temp(dir: &Path, label: &str, parts: &[&[u8]]) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
-    let final_path = dir.join(file_name(feed_seq));
-    let tmp_path = dir.join(format!(
-        ".{}.{}.tmp",
-        file_name(feed_seq),
-        std::process::id()
-    ));
-    {
-        let mut f = File::create(&tmp_path)?;
-        for part in parts {
-            f.write_all(part)?;
-        }
-        f.sync_all()?;
+    let tmp_path = dir.join(format!(".{label}.{}.tmp", std::process::id()));
+    let mut f = File::create(&tmp_path)?;
+    for part in parts {
+        f.write_all(part)?;
     }
-    fs::rename(&tmp_path, &final_path)?;
+    f.sync_all()?;
+    Ok(tmp_path)
+}
+
+/// The second half: renames a complete temp file to the snapshot name for `feed_seq` and fsyncs
+/// the directory, so the rename survives a crash.
+pub fn publish_temp(tmp_path: &Path, dir: &Path, feed_seq: u64) -> io::Result<PathBuf> {
+    let final_path = dir.join(file_name(feed_seq));
+    fs::rename(tmp_path, &final_path)?;
     File::open(dir)?.sync_all()?;
     Ok(final_path)
 }

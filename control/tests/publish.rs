@@ -1,5 +1,5 @@
 //! Snapshot publishing: after the first full read, the publisher builds each snapshot from the
-//! previous file plus the change feed. Whatever the API did in between, that snapshot must equal
+//! previous body (kept in memory) plus the change feed. Whatever the API did in between, that snapshot must equal
 //! one read from the database in full. SQLite and Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -134,7 +134,7 @@ async fn an_incremental_snapshot_equals_a_full_read() {
         let default_domain = id(&ok(&h, "GET", "/api/v1/domains", None).await["items"][0]);
         write_everything(&h, &links, &default_domain).await;
         let written = h.changes_after(first.seq).await.len();
-        let second = publish_once(&h.state, Some(&first)).await.unwrap();
+        let second = publish_once(&h.state, Some(first)).await.unwrap();
         assert_eq!(second.build, Build::Incremental { changes: written });
         assert_eq!(second.seq, h.feed_head().await);
         let (built, full) = (read_back(&second), full_read(&h).await);
@@ -151,17 +151,25 @@ async fn an_incremental_snapshot_equals_a_full_read() {
             .execute(&h.db.pool)
             .await
             .unwrap();
-        let third = publish_once(&h.state, Some(&second)).await.unwrap();
+        let third = publish_once(&h.state, Some(second)).await.unwrap();
         assert_eq!(third.build, Build::Full);
         assert_eq!(read_back(&third), full_read(&h).await);
 
-        // The previous file is gone from disk: a full read, not a failure.
+        // The previous file is gone from disk: the build starts from the body in memory and
+        // never needs the file.
         h.create(json!({"destinationUrl": "https://example.com/late/3"}))
             .await;
         std::fs::remove_file(&third.path).unwrap();
-        let fourth = publish_once(&h.state, Some(&third)).await.unwrap();
-        assert_eq!(fourth.build, Build::Full);
+        let fourth = publish_once(&h.state, Some(third)).await.unwrap();
+        assert_eq!(fourth.build, Build::Incremental { changes: 1 });
         assert_eq!(read_back(&fourth), full_read(&h).await);
+
+        // No previous publication (the last one failed): a full read.
+        h.create(json!({"destinationUrl": "https://example.com/late/4"}))
+            .await;
+        let fifth = publish_once(&h.state, None).await.unwrap();
+        assert_eq!(fifth.build, Build::Full);
+        assert_eq!(read_back(&fifth), full_read(&h).await);
         h
     })
     .await;

@@ -205,14 +205,18 @@ impl Encoded {
     }
 }
 
-/// Serialises a snapshot into its header and archived body.
+/// Serialises a snapshot into its header and archived body. `capacity` is the body size expected
+/// (a publisher knows its previous one): an output buffer of the right size is never grown, and
+/// each growth copies everything written so far. 0 when unknown.
 pub fn encode_parts(
     body: &SnapshotBody,
     feed_seq: u64,
     created_at_ms: i64,
+    capacity: usize,
 ) -> Result<Encoded, SnapshotError> {
-    let archived = rkyv::to_bytes::<rancor::Error>(body)
-        .map_err(|e| SnapshotError::Structure(e.to_string()))?;
+    let archived =
+        rkyv::api::high::to_bytes_in::<_, rancor::Error>(body, AlignedVec::with_capacity(capacity))
+            .map_err(|e| SnapshotError::Structure(e.to_string()))?;
     let mut header = [0u8; HEADER_LEN];
     header[0..8].copy_from_slice(&MAGIC);
     header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -234,7 +238,7 @@ pub fn encode(
     feed_seq: u64,
     created_at_ms: i64,
 ) -> Result<Vec<u8>, SnapshotError> {
-    Ok(encode_parts(body, feed_seq, created_at_ms)?.to_vec())
+    Ok(encode_parts(body, feed_seq, created_at_ms, 0)?.to_vec())
 }
 
 /// Decodes the header alone (cheap; used to pick the newest file before verifying it).

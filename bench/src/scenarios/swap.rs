@@ -446,7 +446,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     md.push_str(&format!(
         "## Method and caveats\n\n\
          - {links} links created through `POST /api/v1/links/bulk` before the load; the load picks from them at random.\n\
-         - `sling serve` publishes a snapshot (the previous one plus the feed since it) every {iv} ms when anything \
+         - `sling serve` publishes a snapshot (the previous body, kept in memory, plus the feed since it) every {iv} ms when anything \
            changed; during swap runs a writer starts a link create every {wi} ms (up to 16 in flight), so each \
            interval has something to publish. The proxy follows the feed (overlay) and downloads, verifies and swaps \
            in each snapshot while serving. Swaps are counted from the writer's start, warm-up included.\n\

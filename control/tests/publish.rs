@@ -1,6 +1,6 @@
 //! Snapshot publishing: after the first full read, the publisher builds each snapshot from the
-//! previous body (kept in memory) plus the change feed. Whatever the API did in between, that snapshot must equal
-//! one read from the database in full. SQLite and Postgres.
+//! previous body (kept in memory) plus the change feed. Whatever the API did in between, that
+//! snapshot must equal one read from the database in full. SQLite and Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -157,19 +157,49 @@ async fn snapshot(
     if q.newer_than.is_some_and(|n| seq <= n) {
         return StatusCode::NOT_MODIFIED.into_response();
     }
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(b) => b,
-        // Pruned between listing and reading: the proxy simply asks again.
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        // Pruned between listing and opening: the proxy simply asks again.
         Err(e) => return unavailable("snapshot file vanished", &e),
     };
-    let mut res = Response::new(Body::from(bytes));
+    let len = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(e) => return unavailable("snapshot file unreadable", &e),
+    };
+    // An open file stays readable if pruned meanwhile (the inode lives until closed).
+    let mut res = Response::new(Body::from_stream(file_chunks(file)));
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers.insert(SNAPSHOT_SEQ_HEADER, HeaderValue::from(seq));
     res
+}
+
+/// Bytes of a snapshot file read, and so written to the socket, at a time. Sent whole, a snapshot
+/// went out in one write of its full size, which a kernel without preemption (`PREEMPT_NONE`)
+/// runs to the end, on loopback with the receiver's side of it too: in the `swap` bench the load
+/// generator sharing that core waited up to 0.7 ms behind it, and the p99 ratio of swapping to
+/// quiet runs fell from 1.17–1.26 to 1.03–1.06 with chunks. Each chunk is a separate read on
+/// the blocking pool, so the connection flushes between chunks.
+const SNAPSHOT_CHUNK: usize = 64 * 1024;
+
+/// A file as a stream of [`SNAPSHOT_CHUNK`]-sized reads; ends after the first error.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    use tokio::io::AsyncReadExt;
+    futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = bytes::BytesMut::with_capacity(SNAPSHOT_CHUNK);
+        match file.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.freeze()), Some(file))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }
 
 /// `GET /internal/v1/tls`: every live certificate (key opened) and well-known answer. The feed

@@ -174,3 +174,49 @@ async fn an_incremental_snapshot_equals_a_full_read() {
     })
     .await;
 }
+
+/// The snapshot endpoint streams the newest file in chunks: a file of several chunks arrives
+/// byte for byte, with its length and sequence in the headers, only with the fleet token, and
+/// `newer_than` at or past it answers 304.
+#[tokio::test]
+async fn the_snapshot_endpoint_serves_the_newest_file_whole() {
+    each_backend(|h| async move {
+        let mut body = SnapshotBody::new("localhost");
+        for i in 0..3_000 {
+            body.insert_link(
+                "localhost",
+                format!("s{i}"),
+                sling_shared::link::LinkRecord::plain(
+                    format!("lnk_{i}"),
+                    format!("https://example.com/a/fairly/long/path/{i}"),
+                ),
+            );
+        }
+        let bytes = sling_shared::snapshot::encode(&body, 7, 0).unwrap();
+        assert!(bytes.len() > 4 * 64 * 1024, "{} bytes", bytes.len());
+        let dir = &h.state.config.snapshot_dir;
+        sling_shared::snapshot::write_atomic(dir, 7, &bytes).unwrap();
+        sling_shared::snapshot::write_atomic(dir, 3, b"older").unwrap();
+
+        let path = sling_shared::feed::SNAPSHOT_PATH;
+        assert_eq!(h.call("GET", path, None, None).await.status, 401);
+        let r = h.call("GET", path, Some("test-fleet-token"), None).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.headers["content-length"].to_str().unwrap(),
+            bytes.len().to_string()
+        );
+        assert_eq!(
+            r.headers[sling_shared::feed::SNAPSHOT_SEQ_HEADER]
+                .to_str()
+                .unwrap(),
+            "7"
+        );
+        assert!(r.body.as_ref() == bytes.as_slice(), "body differs");
+        let uri = format!("{path}?newer_than=7");
+        let r = h.call("GET", &uri, Some("test-fleet-token"), None).await;
+        assert_eq!(r.status, 304);
+        h
+    })
+    .await;
+}

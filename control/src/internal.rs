@@ -178,9 +178,9 @@ async fn snapshot(
     res
 }
 
-/// Bytes of a snapshot file read, and so written to the socket, at a time. Sent whole, a snapshot
-/// went out in one write of its full size, which a kernel without preemption (`PREEMPT_NONE`)
-/// runs to the end, on loopback with the receiver's side of it too: in the `swap` bench the load
+/// Bytes of a snapshot file read, and so written to the socket, at a time. Sent as one buffer, a
+/// snapshot went out in writes as large as the socket took, which a kernel without preemption
+/// (`PREEMPT_NONE`) runs to the end, on loopback with the receiver's side of them too: in the `swap` bench the load
 /// generator sharing that core waited up to 0.7 ms behind it, and the p99 ratio of swapping to
 /// quiet runs fell from 1.17–1.26 to 1.03–1.06 with chunks. Each chunk is a separate read on
 /// the blocking pool, so the connection flushes between chunks.

@@ -180,10 +180,10 @@ async fn snapshot(
 
 /// Bytes of a snapshot file read, and so written to the socket, at a time. Sent as one buffer, a
 /// snapshot went out in writes as large as the socket took, which a kernel without preemption
-/// (`PREEMPT_NONE`) runs to the end, on loopback with the receiver's side of them too: in the `swap` bench the load
-/// generator sharing that core waited up to 0.7 ms behind it, and the p99 ratio of swapping to
-/// quiet runs fell from 1.17–1.26 to 1.03–1.06 with chunks. Each chunk is a separate read on
-/// the blocking pool, so the connection flushes between chunks.
+/// (`PREEMPT_NONE`) runs to the end, on loopback with the receiver's side of them too: in the
+/// `swap` bench the load generator sharing that core waited up to 0.7 ms behind it, and the p99
+/// ratio of swapping to quiet runs fell from 1.17–1.26 to 1.03–1.06 with chunks. Each chunk is a
+/// separate read on the blocking pool, so the connection flushes between chunks.
 const SNAPSHOT_CHUNK: usize = 64 * 1024;
 
 /// A file as a stream of [`SNAPSHOT_CHUNK`]-sized reads; ends after the first error.

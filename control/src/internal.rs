@@ -167,7 +167,8 @@ async fn snapshot(
         Err(e) => return unavailable("snapshot file unreadable", &e),
     };
     // An open file stays readable if pruned meanwhile (the inode lives until closed).
-    let mut res = Response::new(Body::from_stream(file_chunks(file)));
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, SNAPSHOT_CHUNK);
+    let mut res = Response::new(Body::from_stream(chunks));
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -185,22 +186,6 @@ async fn snapshot(
 /// ratio of swapping to quiet runs fell from 1.17–1.26 to 1.03–1.06 with chunks. Each chunk is a
 /// separate read on the blocking pool, so the connection flushes between chunks.
 const SNAPSHOT_CHUNK: usize = 64 * 1024;
-
-/// A file as a stream of [`SNAPSHOT_CHUNK`]-sized reads; ends after the first error.
-fn file_chunks(
-    file: tokio::fs::File,
-) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
-    use tokio::io::AsyncReadExt;
-    futures_util::stream::unfold(Some(file), |file| async move {
-        let mut file = file?;
-        let mut buf = bytes::BytesMut::with_capacity(SNAPSHOT_CHUNK);
-        match file.read_buf(&mut buf).await {
-            Ok(0) => None,
-            Ok(_) => Some((Ok(buf.freeze()), Some(file))),
-            Err(e) => Some((Err(e), None)),
-        }
-    })
-}
 
 /// `GET /internal/v1/tls`: every live certificate (key opened) and well-known answer. The feed
 /// head is read first, so a change committed while the state is read carries a higher sequence

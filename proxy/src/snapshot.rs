@@ -47,8 +47,9 @@ impl LoadedSnapshot {
     /// it from `spawn_blocking`, never on a request's task.
     pub fn open(path: &Path) -> Result<Self, SnapshotError> {
         let file = File::open(path)?;
-        // SAFETY: snapshot files under their final name are never written again (module docs); a
-        // concurrent delete or rename does not change a mapped inode's contents.
+        // SAFETY: snapshot files under their final name are never written again (module docs), nor
+        // is the temp file `install` opens here after writing it; a concurrent delete or rename
+        // does not change a mapped inode's contents.
         let map = unsafe { Mmap::map(&file)? };
         let header = snapshot::verify(&map)?;
         Ok(Self {
@@ -148,8 +149,7 @@ pub fn install<B: AsRef<[u8]>>(
     expected_seq: Option<u64>,
     served_seq: u64,
 ) -> Result<LoadedSnapshot, InstallError> {
-    let parts: Vec<&[u8]> = chunks.iter().map(AsRef::as_ref).collect();
-    let tmp = snapshot::write_temp(dir, "download", &parts)?;
+    let tmp = snapshot::write_temp(dir, "download", chunks)?;
     let installed = map_and_publish(dir, &tmp, expected_seq, served_seq);
     if installed.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -163,32 +163,21 @@ fn map_and_publish(
     expected_seq: Option<u64>,
     served_seq: u64,
 ) -> Result<LoadedSnapshot, InstallError> {
-    let file = File::open(tmp)?;
-    // SAFETY: the temp file was written and closed by `install` just now and nothing writes to it
-    // again: it is renamed to its final name (module docs: never modified) or deleted, and
-    // neither changes a mapped inode's contents.
-    let map = unsafe { Mmap::map(&file)? };
-    let header = snapshot::verify(&map)?;
-    if header.feed_seq <= served_seq {
+    let mut loaded = LoadedSnapshot::open(tmp)?;
+    let got = loaded.seq();
+    if got <= served_seq {
         return Err(InstallError::NotNewer {
             served: served_seq,
-            got: header.feed_seq,
+            got,
         });
     }
     if let Some(expected) = expected_seq
-        && header.feed_seq != expected
+        && got != expected
     {
-        return Err(InstallError::WrongSeq {
-            expected,
-            got: header.feed_seq,
-        });
+        return Err(InstallError::WrongSeq { expected, got });
     }
-    let path = snapshot::publish_temp(tmp, dir, header.feed_seq)?;
-    Ok(LoadedSnapshot {
-        header,
-        map,
-        path: Some(path),
-    })
+    loaded.path = Some(snapshot::publish_temp(tmp, dir, got)?);
+    Ok(loaded)
 }
 
 /// The currently served snapshot, swappable without blocking readers.

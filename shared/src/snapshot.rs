@@ -355,12 +355,12 @@ pub fn write_atomic_parts(dir: &Path, feed_seq: u64, parts: &[&[u8]]) -> io::Res
 /// The first half of [`write_atomic_parts`]: writes `parts` to a temp file in `dir` (created if
 /// missing) and fsyncs it. The name, from `label`, is one [`prune`] removes if it is left behind,
 /// and one [`list_files`] never returns, so the file can be checked before it is published.
-pub fn write_temp(dir: &Path, label: &str, parts: &[&[u8]]) -> io::Result<PathBuf> {
+pub fn write_temp<B: AsRef<[u8]>>(dir: &Path, label: &str, parts: &[B]) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let tmp_path = dir.join(format!(".{label}.{}.tmp", std::process::id()));
     let mut f = File::create(&tmp_path)?;
     for part in parts {
-        f.write_all(part)?;
+        f.write_all(part.as_ref())?;
     }
     f.sync_all()?;
     Ok(tmp_path)

@@ -20,6 +20,7 @@ use sling_control::Config;
 use sling_control::db;
 use sling_control::plans::{DomainKind, Plan, Plans};
 use sling_control::verify::{DnsUpstream, VerifyConfig};
+use sling_e2e::free_port;
 use sling_shared::feed::ChangeOp;
 use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,25 +44,6 @@ impl Drop for DnsServer {
     }
 }
 
-/// A port free for both UDP and TCP on loopback (the DNS server listens on both).
-fn free_port_udp_tcp() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl DnsServer {
     /// Starts one, or `None` (skip) when the binary is missing outside CI.
     async fn start() -> Option<DnsServer> {
@@ -72,7 +54,7 @@ impl DnsServer {
             eprintln!("SKIPPING: {CHALLTESTSRV} is missing (apt-get install pebble)");
             return None;
         }
-        let dns_port = free_port_udp_tcp();
+        let dns_port = free_port();
         let mgmt_port = free_port();
         let child = Command::new(CHALLTESTSRV)
             .args([

@@ -26,6 +26,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 pub mod pebble;
+pub mod ports;
+
+pub use ports::free_port;
 
 /// How long a program may take from spawn to printing its `listening …` lines (debug builds
 /// run migrations and open databases slowly on a loaded 2-core machine).
@@ -291,9 +294,8 @@ impl PrivatePostgres {
             "chown postgres {} failed",
             dir.path().display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        // Restarted on the same port, so it must not be one the kernel may hand out meanwhile.
+        let port = free_port();
         let server = PrivatePostgres {
             database_url: format!("postgres://postgres@127.0.0.1:{port}/sling"),
             bin,

@@ -18,6 +18,8 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
+use crate::free_port;
+
 pub const PEBBLE: &str = "/usr/bin/pebble";
 pub const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
 
@@ -34,14 +36,6 @@ pub fn available() -> bool {
         eprintln!("SKIP: pebble is not installed (apt-get install pebble)");
     }
     present
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Waits until something accepts TCP connections on `addr`.
@@ -222,8 +216,18 @@ impl Pebble {
             .kill_on_drop(true)
             .spawn()
             .context("starting pebble")?;
-        wait_for_port(opts.listen, "pebble", &mut child).await?;
-        wait_for_port(opts.management, "pebble management", &mut child).await?;
+        let started = match wait_for_port(opts.listen, "pebble", &mut child).await {
+            Ok(()) => wait_for_port(opts.management, "pebble management", &mut child).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            let log = std::fs::read_to_string(dir.join("pebble.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            anyhow::bail!(
+                "{e}; pebble.log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         Ok(Pebble {
             child,
             opts: opts.clone(),

@@ -19,8 +19,10 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{Value, json};
-use sling_e2e::pebble::{self, ChallTestSrv, EdgeProxy, Pebble, PebbleOptions, free_port};
-use sling_e2e::{Api, Backend, ControlOptions, ControlPlane, TestEnv, unique_destination};
+use sling_e2e::pebble::{self, ChallTestSrv, EdgeProxy, Pebble, PebbleOptions};
+use sling_e2e::{
+    Api, Backend, ControlOptions, ControlPlane, TestEnv, free_port, unique_destination,
+};
 use tokio_rustls::TlsConnector;
 
 /// Issuance on a loaded 2-core machine in a debug build: account, order, validation, finalize.

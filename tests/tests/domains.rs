@@ -15,20 +15,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sling_e2e::{Api, Backend, ControlOptions, ControlPlane, FLEET_TOKEN, Process, TestEnv};
+use sling_e2e::{
+    Api, Backend, ControlOptions, ControlPlane, FLEET_TOKEN, Process, TestEnv, free_port,
+};
 
 const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
-
-/// A port free for TCP (and UDP, for the DNS server) on loopback right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// pebble-challtestsrv as a DNS server only, programmed over its management API.
 struct Dns {

@@ -15,6 +15,7 @@ mod data;
 mod db;
 mod env;
 mod handshake;
+mod http1;
 mod nginx;
 mod openloop;
 mod procs;

@@ -251,7 +251,7 @@ pub async fn run(args: RedirectArgs) -> anyhow::Result<()> {
             "medianRps": { "sling": median(&rps(Side::Sling)), "nginx": median(&rps(Side::Nginx)) },
         },
         "openLoop": {
-            "generator": "sling-bench open-loop worker (hyper HTTP/1.1, HDR histogram, latency from intended send time)",
+            "generator": "sling-bench open-loop worker (own HTTP/1.1 keep-alive client on httparse, nanosleep pacer, HDR histogram, latency from intended send time)",
             "rate": rate,
             "runs": open,
         },
@@ -331,7 +331,8 @@ pub async fn run(args: RedirectArgs) -> anyhow::Result<()> {
            and `TOKIO_WORKER_THREADS=1` is set too.\n\
          - Closed-loop latencies (wrk) suffer from coordinated omission; read latency from the open-loop table, \
            where it is measured from each request's intended send time. Its send lag column is the generator's \
-           own timer slack (tokio's millisecond timer), included equally on both sides.\n\n",
+           own wake-up delay (a pacer thread on `nanosleep`, tens of microseconds) plus queueing behind a slow answer on \
+           the same connection, measured the same way on both sides.\n\n",
         conns = args.load.connections,
         threads = args.load.threads,
         dur = args.load.duration,

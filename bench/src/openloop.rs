@@ -389,3 +389,50 @@ async fn connection(
     }
     Ok(tally)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacer_deals_every_due_request_round_robin() {
+        let start = Instant::now();
+        let end = start + Duration::from_millis(50);
+        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..4)
+            .map(|_| tokio::sync::mpsc::unbounded_channel::<Instant>())
+            .unzip();
+        pace(start, 20_000, end, txs);
+        // 50 ms at 20,000/s: requests 0..1000, 50 µs apart, request n on connection n mod 4.
+        let mut total = 0;
+        for (c, rx) in rxs.iter_mut().enumerate() {
+            let mut k = 0u64;
+            while let Ok(intended) = rx.try_recv() {
+                let n = 4 * k + c as u64;
+                assert_eq!(
+                    intended,
+                    start + Duration::from_micros(50 * n),
+                    "request {n}"
+                );
+                k += 1;
+                total += 1;
+            }
+        }
+        assert_eq!(total, 1000);
+    }
+
+    #[test]
+    fn pacer_hands_over_no_request_before_it_is_due() {
+        let start = Instant::now();
+        let end = start + Duration::from_millis(20);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        // Hand-over times are read on this side as the requests arrive.
+        let pacer = std::thread::spawn(move || pace(start, 5_000, end, vec![tx]));
+        let mut seen = 0;
+        while let Some(intended) = rx.blocking_recv() {
+            assert!(Instant::now() >= intended, "handed over before it was due");
+            seen += 1;
+        }
+        pacer.join().unwrap();
+        assert_eq!(seen, 100);
+    }
+}

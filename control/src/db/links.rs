@@ -459,11 +459,15 @@ pub async fn list(db: &Db, team_id: &str, f: &ListFilter) -> sqlx::Result<(Vec<L
         }
     }
     let filter = clauses.join(" AND ");
+    // Only a host filter needs the domains; counting and paging without the join stay inside
+    // the (team_id, …) indexes.
+    let from = if f.domain_host.is_some() {
+        "links l JOIN domains d ON d.id = l.domain_id"
+    } else {
+        "links l"
+    };
 
-    let count_sql = format!(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM links l JOIN domains d ON d.id = l.domain_id \
-         WHERE {filter}"
-    );
+    let count_sql = format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {from} WHERE {filter}");
     let mut q = sqlx::query(&count_sql);
     for a in &args {
         q = q.bind(a);
@@ -478,8 +482,14 @@ pub async fn list(db: &Db, team_id: &str, f: &ListFilter) -> sqlx::Result<(Vec<L
     };
     let dir = if f.descending { "DESC" } else { "ASC" };
     let n = args.len();
+    // The page's ids first (an index-only skip over OFFSET rows), then only those rows whole:
+    // skipping whole rows read and joined every row before the page. The subquery holds the
+    // team scope; ids are primary keys. (Repeating `l.team_id = $1` outside, or joining the
+    // subquery instead, made SQLite 3.46 walk the team's index in order and test every row
+    // against the page: 26-83 ms against 5 ms for a page 50,000 deep.)
     let sql = format!(
-        "{SELECT} WHERE {filter} ORDER BY {col} {dir}, l.id {dir} LIMIT ${} OFFSET ${}",
+        "{SELECT} WHERE l.id IN (SELECT l.id FROM {from} WHERE {filter} \
+         ORDER BY {col} {dir}, l.id {dir} LIMIT ${} OFFSET ${}) ORDER BY {col} {dir}, l.id {dir}",
         n + 1,
         n + 2
     );

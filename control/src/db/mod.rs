@@ -105,6 +105,11 @@ impl Db {
                         conn.execute("PRAGMA busy_timeout=5000").await?;
                         conn.execute("PRAGMA foreign_keys=ON").await?;
                         conn.execute("PRAGMA synchronous=NORMAL").await?;
+                        // SQLite's default page cache is 2 MiB per connection, smaller than one
+                        // list index of 100,000 links: each deep page then re-read it through
+                        // pread. 64 MiB is a ceiling, not an allocation.
+                        conn.execute("PRAGMA cache_size=-65536").await?;
+                        conn.execute("PRAGMA temp_store=MEMORY").await?;
                     }
                     Ok(())
                 })

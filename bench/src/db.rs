@@ -47,29 +47,25 @@ impl FreshDb {
     }
 
     fn admin(&self, sql: &str) -> anyhow::Result<()> {
-        let out = Command::new(&self.psql)
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &format!("{}/postgres", self.server),
-                "-c",
-                sql,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .context("running psql")?;
-        if !out.status.success() {
-            bail!(
-                "psql `{sql}` failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        run_psql(&self.psql, &format!("{}/postgres", self.server), sql)
     }
+}
+
+/// Runs one statement with `psql` against `db_url`; its stderr is the error.
+fn run_psql(psql: &Path, db_url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new(psql)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db_url, "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!(
+            "psql `{sql}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 impl Drop for FreshDb {
@@ -103,21 +99,7 @@ impl ControlOn {
         let Some(url) = &self.url else {
             return Ok(());
         };
-        let psql = env::find_tool(&PSQL)?;
-        let out = Command::new(&psql)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c"])
-            .arg("VACUUM ANALYZE links")
-            .stdin(Stdio::null())
-            .output()
-            .context("running psql")?;
-        if !out.status.success() {
-            bail!(
-                "psql `VACUUM ANALYZE links` failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        run_psql(&env::find_tool(&PSQL)?, url, "VACUUM ANALYZE links")
     }
 }
 

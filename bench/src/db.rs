@@ -84,13 +84,17 @@ impl Drop for FreshDb {
 /// stops before its fresh database is dropped.
 pub struct ControlOn {
     pub control: Control,
-    /// The Postgres URL without credentials, for the report (`None` on SQLite).
-    pub database: Option<String>,
+    /// The Postgres URL (`None` on SQLite).
     url: Option<String>,
     _fresh: Option<FreshDb>,
 }
 
 impl ControlOn {
+    /// The Postgres URL without credentials, for the report (`None` on SQLite).
+    pub fn database(&self) -> Option<String> {
+        self.url.as_deref().map(redact)
+    }
+
     /// On Postgres, `VACUUM ANALYZE` the links table: right after a bulk import the planner has
     /// no statistics (it guessed 136 rows for 100,000 and sorted them on disk) and no visibility
     /// map (index-only scans read the heap), which autovacuum fixes within a minute or two of a
@@ -132,7 +136,6 @@ pub async fn start_control_on(
     let control = sling::start_control(bin, pin, data_dir, &args, log_dir).await?;
     Ok(ControlOn {
         control,
-        database: url.as_deref().map(redact),
         url,
         _fresh: fresh,
     })

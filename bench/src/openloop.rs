@@ -305,24 +305,21 @@ fn pace(
         start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     };
     let mut n: u64 = 0;
-    let mut last = start;
-    loop {
-        let next = due(n);
-        if next >= end {
-            return;
-        }
+    let mut next = start;
+    let mut last_wake = start;
+    while next < end {
+        let wake = next.max(last_wake + PACE_QUANTUM);
         let now = Instant::now();
-        let wake = next.max(last + PACE_QUANTUM);
         if wake > now {
             std::thread::sleep(wake - now);
         }
         // Everything due by now goes out in this wake-up.
-        let now = Instant::now();
-        last = now;
-        while due(n) <= now && due(n) < end {
+        last_wake = Instant::now();
+        while next <= last_wake && next < end {
             // A connection only ends once its queue closes, so the send cannot fail before then.
-            let _ = queues[(n % queues.len() as u64) as usize].send(due(n));
+            let _ = queues[(n % queues.len() as u64) as usize].send(next);
             n += 1;
+            next = due(n);
         }
     }
 }

@@ -89,7 +89,7 @@ pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
         log(backend, "list", &list);
         results.push(BackendRuns {
             backend,
-            database: control.database.clone(),
+            database: control.database(),
             create,
             links_during_list,
             list,

@@ -187,7 +187,7 @@ pub async fn run(args: ClicksArgs) -> anyhow::Result<()> {
             &run.logs,
         )
         .await?;
-        throughput_db = Some(control.database.clone());
+        throughput_db = Some(control.database());
         throughput = throughput_runs(
             &args,
             &bins,
@@ -831,7 +831,7 @@ async fn ingest_run(
     );
     Ok(IngestRun {
         backend,
-        database: control.database.clone(),
+        database: control.database(),
         times: case.times,
         batch_events: case.batch_events,
         senders: case.senders,

@@ -245,6 +245,19 @@ pub fn tree_cpu_seconds(pid: u32) -> f64 {
         .sum()
 }
 
+/// Bytes `pid` has had sent to storage so far: `write_bytes` less `cancelled_write_bytes` (dirty
+/// pages of files deleted or truncated before writeback), from `/proc/PID/io`. Threads that
+/// already exited are included. `None` where the kernel does not keep I/O accounting.
+pub fn storage_write_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some(field("write_bytes")?.saturating_sub(field("cancelled_write_bytes")?))
+}
+
 /// Fields of `/proc/PID/stat` after the parenthesised command name.
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

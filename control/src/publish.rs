@@ -117,7 +117,7 @@ pub async fn publish_once(
                 seq,
                 &[&encoded.header, &encoded.body],
             )?;
-            sling_shared::snapshot::prune(&dir, seq, KEEP_FILES - 1)?;
+            sling_shared::snapshot::prune(&dir, seq, KEEP_FILES - 1, |_| false)?;
             Ok((links, encoded.body.len(), path, body))
         },
     )

@@ -22,14 +22,13 @@ use sling_shared::feed::{ChangeOp, FEED_PATH, FeedPage, SNAPSHOT_PATH, SNAPSHOT_
 use crate::State;
 use crate::config::ControlPlane;
 use crate::snapshot::{self, LoadedSnapshot};
+use crate::snapshot_files::{self, SnapshotFiles};
 
 /// Extra time beyond the long-poll wait before a feed request counts as hung.
 const POLL_GRACE: Duration = Duration::from_secs(10);
 /// A snapshot download of any sane size finishes well within this.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Snapshot files kept on disk: the served one and its predecessor.
-const KEEP_OLDER_SNAPSHOTS: usize = 1;
 /// If an empty page comes back faster than this, the control plane is not long-polling: pause so
 /// the loop does not spin.
 const MIN_EMPTY_POLL: Duration = Duration::from_millis(100);
@@ -54,15 +53,24 @@ pub async fn follow(
         client,
         control,
         wait,
+        files: Arc::new(SnapshotFiles::new(
+            &state.snapshot_dir,
+            snapshot_files::DURABLE_AFTER,
+        )),
         state,
     };
-    follower.run().await;
+    // One task for both, so aborting the follower also stops the syncer.
+    tokio::join!(
+        follower.run(),
+        follower.files.sync_served(&follower.state.snapshots)
+    );
 }
 
 struct Follower {
     client: reqwest::Client,
     control: ControlPlane,
     wait: Duration,
+    files: Arc<SnapshotFiles>,
     state: Arc<State>,
 }
 
@@ -96,6 +104,7 @@ impl Follower {
                         applied = applied.max(loaded.seq());
                         let served = loaded.seq();
                         state.install_snapshot(loaded);
+                        self.files.installed();
                         self.prune(served).await;
                         snapshot_backoff.reset();
                         snapshot_retry_at = None;
@@ -237,11 +246,8 @@ impl Follower {
     /// Deletes old snapshot files. Mapped files stay readable until unmapped, so this never pulls
     /// data from under a request.
     async fn prune(&self, served_seq: u64) {
-        let dir = self.state.snapshot_dir.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            sling_shared::snapshot::prune(&dir, served_seq, KEEP_OLDER_SNAPSHOTS)
-        })
-        .await;
+        let files = self.files.clone();
+        let result = tokio::task::spawn_blocking(move || files.prune(served_seq)).await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(

@@ -43,6 +43,7 @@ pub mod password;
 pub mod respond;
 pub mod router;
 pub mod snapshot;
+mod snapshot_files;
 pub mod tls;
 pub mod well_known;
 

@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwapOption, Guard};
 use memmap2::{Mmap, MmapMut};
-use sling_shared::snapshot::{self, ArchivedSnapshotBody, HEADER_LEN, Header, SnapshotError};
+use sling_shared::snapshot::{
+    self, ArchivedSnapshotBody, Durability, HEADER_LEN, Header, SnapshotError,
+};
 
 /// A snapshot that passed [`snapshot::verify`], kept mapped for as long as anyone reads it.
 pub struct LoadedSnapshot {
@@ -149,7 +151,9 @@ pub fn install<B: AsRef<[u8]>>(
     expected_seq: Option<u64>,
     served_seq: u64,
 ) -> Result<LoadedSnapshot, InstallError> {
-    let tmp = snapshot::write_temp(dir, "download", chunks)?;
+    // Not fsynced here: `crate::snapshot_files` makes the served file durable later, off the
+    // swap, and keeps an older durable file until it has.
+    let tmp = snapshot::write_temp(dir, "download", chunks, Durability::PageCache)?;
     let installed = map_and_publish(dir, &tmp, expected_seq, served_seq);
     if installed.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -176,7 +180,12 @@ fn map_and_publish(
     {
         return Err(InstallError::WrongSeq { expected, got });
     }
-    loaded.path = Some(snapshot::publish_temp(tmp, dir, got)?);
+    loaded.path = Some(snapshot::publish_temp(
+        tmp,
+        dir,
+        got,
+        Durability::PageCache,
+    )?);
     Ok(loaded)
 }
 

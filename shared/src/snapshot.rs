@@ -348,42 +348,84 @@ pub fn write_atomic(dir: &Path, feed_seq: u64, bytes: &[u8]) -> io::Result<PathB
 
 /// [`write_atomic`] for a file made of several parts written back to back.
 pub fn write_atomic_parts(dir: &Path, feed_seq: u64, parts: &[&[u8]]) -> io::Result<PathBuf> {
-    let tmp_path = write_temp(dir, &file_name(feed_seq), parts)?;
-    publish_temp(&tmp_path, dir, feed_seq)
+    let tmp_path = write_temp(dir, &file_name(feed_seq), parts, Durability::Fsync)?;
+    publish_temp(&tmp_path, dir, feed_seq, Durability::Fsync)
+}
+
+/// Whether a write waits for the disk. A file written with [`Durability::PageCache`] is whole for
+/// every reader and survives the process, but a power loss may leave it damaged or missing until
+/// [`make_durable`] has run; [`verify`] refuses such a file and loaders fall back to an older one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Fsync,
+    PageCache,
 }
 
 /// The first half of [`write_atomic_parts`]: writes `parts` to a temp file in `dir` (created if
-/// missing) and fsyncs it. The name, from `label`, is one [`prune`] removes if it is left behind,
-/// and one [`list_files`] never returns, so the file can be checked before it is published.
-pub fn write_temp<B: AsRef<[u8]>>(dir: &Path, label: &str, parts: &[B]) -> io::Result<PathBuf> {
+/// missing), fsynced when asked. The name, from `label`, is one [`prune`] removes if it is left
+/// behind, and one [`list_files`] never returns, so the file can be checked before it is published.
+pub fn write_temp<B: AsRef<[u8]>>(
+    dir: &Path,
+    label: &str,
+    parts: &[B],
+    durability: Durability,
+) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let tmp_path = dir.join(format!(".{label}.{}.tmp", std::process::id()));
     let mut f = File::create(&tmp_path)?;
     for part in parts {
         f.write_all(part.as_ref())?;
     }
-    f.sync_all()?;
+    if durability == Durability::Fsync {
+        f.sync_all()?;
+    }
     Ok(tmp_path)
 }
 
-/// The second half: renames a complete temp file to the snapshot name for `feed_seq` and fsyncs
-/// the directory, so the rename survives a crash.
-pub fn publish_temp(tmp_path: &Path, dir: &Path, feed_seq: u64) -> io::Result<PathBuf> {
+/// The second half: renames a complete temp file to the snapshot name for `feed_seq`, and when
+/// asked fsyncs the directory, so the rename survives a crash.
+pub fn publish_temp(
+    tmp_path: &Path,
+    dir: &Path,
+    feed_seq: u64,
+    durability: Durability,
+) -> io::Result<PathBuf> {
     let final_path = dir.join(file_name(feed_seq));
     fs::rename(tmp_path, &final_path)?;
-    File::open(dir)?.sync_all()?;
+    if durability == Durability::Fsync {
+        File::open(dir)?.sync_all()?;
+    }
     Ok(final_path)
 }
 
-/// Deletes snapshot files older than `served_seq` beyond the `keep_older` newest of them (and
-/// stale temp files). Files at or above `served_seq` are never touched: the served file must
-/// survive, and a newer file that failed verification is not evidence that older good ones can go.
-pub fn prune(dir: &Path, served_seq: u64, keep_older: usize) -> io::Result<()> {
+/// Makes a file published with [`Durability::PageCache`] survive a power loss: fsyncs it, then
+/// its directory (for the rename).
+pub fn make_durable(path: &Path, dir: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()?;
+    File::open(dir)?.sync_all()
+}
+
+/// Deletes snapshot files older than `served_seq` beyond the `keep_older` newest of them, except
+/// those `also_keep` names (and deletes stale temp files). Files at or above `served_seq` are never
+/// touched: the served file must survive, and a newer file that failed verification is not
+/// evidence that older good ones can go.
+pub fn prune(
+    dir: &Path,
+    served_seq: u64,
+    keep_older: usize,
+    also_keep: impl Fn(u64) -> bool,
+) -> io::Result<()> {
     let older = list_files(dir)?
         .into_iter()
-        .filter(|(seq, _)| *seq < served_seq);
-    for (_, path) in older.skip(keep_older) {
-        fs::remove_file(path)?;
+        .filter(|(seq, _)| *seq < served_seq)
+        .skip(keep_older)
+        .filter(|(seq, _)| !also_keep(*seq));
+    for (_, path) in older {
+        if let Err(e) = fs::remove_file(path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(e);
+        }
     }
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -531,12 +573,40 @@ mod tests {
         // Serving 7: 10 (newer, possibly damaged) and 7 stay; of the older ones only the newest
         // `keep_older` (1) does.
         write_atomic(dir.path(), 1, &encode(&sample(), 1, 0).unwrap()).unwrap();
-        prune(dir.path(), 7, 1).unwrap();
+        prune(dir.path(), 7, 1, |_| false).unwrap();
         let seqs: Vec<u64> = list_files(dir.path())
             .unwrap()
             .into_iter()
             .map(|(s, _)| s)
             .collect();
         assert_eq!(seqs, vec![10, 7, 3]);
+    }
+
+    #[test]
+    fn pruning_keeps_the_named_older_files_and_files_written_without_fsync_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let seqs = |dir: &Path| -> Vec<u64> {
+            list_files(dir)
+                .unwrap()
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect()
+        };
+        write_atomic(dir.path(), 2, &encode(&sample(), 2, 0).unwrap()).unwrap();
+        for seq in [3, 4, 5, 6] {
+            let bytes = encode(&sample(), seq, 0).unwrap();
+            let tmp = write_temp(dir.path(), "t", &[&bytes], Durability::PageCache).unwrap();
+            publish_temp(&tmp, dir.path(), seq, Durability::PageCache).unwrap();
+        }
+        prune(dir.path(), 6, 1, |_| true).unwrap();
+        assert_eq!(seqs(dir.path()), vec![6, 5, 4, 3, 2]);
+        // 5 is the kept predecessor, 2 and 3 the ones named; 4 goes.
+        prune(dir.path(), 6, 1, |seq| seq == 2 || seq == 3).unwrap();
+        assert_eq!(seqs(dir.path()), vec![6, 5, 3, 2]);
+        make_durable(&dir.path().join(file_name(6)), dir.path()).unwrap();
+        prune(dir.path(), 6, 1, |_| false).unwrap();
+        assert_eq!(seqs(dir.path()), vec![6, 5]);
+        let written = fs::read(dir.path().join(file_name(5))).unwrap();
+        assert_eq!(verify(&written).unwrap().feed_seq, 5);
     }
 }

@@ -45,6 +45,9 @@ struct ChurnSeen {
     watched_secs: f64,
     /// Change of every proxy metric whose name mentions "snapshot".
     proxy_snapshot_metrics_delta: BTreeMap<String, f64>,
+    /// Bytes the proxy had sent to storage during the run ([`procs::storage_write_bytes`]): what
+    /// keeping its downloaded snapshots on disk costs.
+    proxy_storage_write_bytes: Option<u64>,
 }
 
 /// A closed-loop (wrk) run.
@@ -140,6 +143,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
 
     let script = wrk::write_script(&work)?;
     let admin = format!("http://{}", proxy.admin);
+    let proxy_pid = proxy.proc.pid();
     let churn = |swapping: bool, pair: usize| {
         Churn::start(
             &client,
@@ -147,6 +151,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             &admin,
             swapping.then(|| Duration::from_millis(args.write_interval_ms)),
             pair,
+            proxy_pid,
         )
     };
     // Let the last published snapshot land before the next quiet run.
@@ -379,6 +384,8 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
         [
             format!("{} ({} failed)", c.links_created, c.create_errors),
             c.swaps_observed.to_string(),
+            c.proxy_storage_write_bytes
+                .map_or("–".to_owned(), |b| format!("{:.1}", b as f64 / 1048576.0)),
             report::metrics_delta_cell(&c.proxy_snapshot_metrics_delta),
         ]
     };
@@ -402,6 +409,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
     let churn_headers = [
         "links created",
         "swaps seen",
+        "proxy disk writes MiB",
         "proxy snapshot metrics (change)",
     ];
     let with_churn = |h: &[&'static str]| -> Vec<&'static str> {
@@ -460,7 +468,9 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
          - The proxy's click tracking: {clicks} (`--clicks`; with it on, the control plane also ingests every \
            redirect into SQLite on the shared core, and its writes, the swaps' cause, slow down).\n\
          - Errors are wrk socket errors plus responses with status ≥ 400 (wrk), or any non-3xx answer and any \
-           failed request (open loop).\n\n\
+           failed request (open loop).\n\
+         - Proxy disk writes: what the proxy process had sent to storage during the run, `write_bytes` less \
+           `cancelled_write_bytes` of `/proc/PID/io` (a downloaded file deleted before writeback costs nothing).\n\n\
          ![p99](p99.svg)\n",
         links = args.links,
         iv = args.swap_interval_ms,
@@ -518,6 +528,8 @@ struct Churn {
     failed: Arc<AtomicU64>,
     started: Instant,
     before: BTreeMap<String, f64>,
+    proxy_pid: u32,
+    written_before: Option<u64>,
 }
 
 impl Churn {
@@ -528,8 +540,10 @@ impl Churn {
         admin: &str,
         write_every: Option<Duration>,
         pair: usize,
+        proxy_pid: u32,
     ) -> Self {
         let before = sling::metrics(client, admin, "snapshot").await;
+        let written_before = procs::storage_write_bytes(proxy_pid);
         let created = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let writer = write_every.map(|every| {
@@ -552,6 +566,8 @@ impl Churn {
             failed,
             started: Instant::now(),
             before,
+            proxy_pid,
+            written_before,
         }
     }
 
@@ -563,6 +579,9 @@ impl Churn {
             h.abort();
         }
         let after = sling::metrics(client, admin, "snapshot").await;
+        let proxy_storage_write_bytes = procs::storage_write_bytes(self.proxy_pid)
+            .zip(self.written_before)
+            .map(|(after, before)| after.saturating_sub(before));
         let proxy_snapshot_metrics_delta = after
             .iter()
             .filter_map(|(k, v)| {
@@ -576,6 +595,7 @@ impl Churn {
             swaps_observed,
             watched_secs,
             proxy_snapshot_metrics_delta,
+            proxy_storage_write_bytes,
         }
     }
 }

@@ -1,0 +1,259 @@
+//! Which downloaded snapshot files the proxy keeps on disk, and when they reach the disk.
+//!
+//! A downloaded snapshot is installed from the page cache, without an fsync. Under a stream of
+//! publishes (one every 100 ms) an fsync per file put block I/O and its completion work on the
+//! request core at every swap, and most of those files are replaced, and deleted, before the
+//! kernel would ever write them back. Instead, [`DURABLE_AFTER`] after an install the file then
+//! served is fsynced on an idle-priority thread, and pruning always keeps the newest file known to
+//! be fsynced. A power loss therefore leaves at least one good snapshot for a restart without the
+//! control plane: [`crate::snapshot::load_newest`] refuses a damaged newer file and falls back.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::snapshot::SnapshotStore;
+
+/// How long a newly installed snapshot may live only in the page cache. Bounds how stale the
+/// snapshot a proxy restarts with after a power loss can be (the feed then catches it up), and
+/// makes a stream of swaps cost one fsync per interval instead of one per swap.
+pub const DURABLE_AFTER: Duration = Duration::from_secs(2);
+/// Older snapshot files kept besides the served one and the durable one.
+const KEEP_OLDER: usize = 1;
+
+/// The proxy's snapshot directory, as the feed follower changes it.
+#[derive(Debug)]
+pub struct SnapshotFiles {
+    dir: PathBuf,
+    durable_after: Duration,
+    marks: Mutex<Marks>,
+    installed: Notify,
+}
+
+/// Files pruning must not delete besides the served one.
+#[derive(Debug, Default)]
+struct Marks {
+    /// Newest file known to be fsynced; `None` until the first sync (a file loaded at start may
+    /// be one a previous run never synced).
+    durable: Option<u64>,
+    /// The file being fsynced right now.
+    syncing: Option<u64>,
+}
+
+impl SnapshotFiles {
+    pub fn new(dir: &Path, durable_after: Duration) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            durable_after,
+            marks: Mutex::default(),
+            installed: Notify::new(),
+        }
+    }
+
+    fn marks(&self) -> MutexGuard<'_, Marks> {
+        // The marks are two plain numbers, valid whatever a panicking holder was doing.
+        self.marks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells the syncer a new file is served. Cheap; never waits.
+    pub fn installed(&self) {
+        self.installed.notify_one();
+    }
+
+    /// Makes the served file durable `durable_after` after each install (and once at start, for
+    /// the file loaded from disk). Runs until dropped; one sync at a time, and installs during a
+    /// sync lead to one more.
+    pub async fn sync_served(&self, store: &SnapshotStore) {
+        self.installed();
+        loop {
+            self.installed.notified().await;
+            tokio::time::sleep(self.durable_after).await;
+            self.sync_once(store).await;
+        }
+    }
+
+    async fn sync_once(&self, store: &SnapshotStore) {
+        let Some((seq, path)) = self.start_sync(store) else {
+            return;
+        };
+        let dir = self.dir.clone();
+        let synced = crate::idle::run("snapshot-sync", move || {
+            sling_shared::snapshot::make_durable(&path, &dir)
+        })
+        .await;
+        self.finish_sync(seq, synced);
+    }
+
+    /// Marks the served file as being synced, so no prune deletes it meanwhile. Picking the served
+    /// file under the lock a prune takes means no prune can have deleted it yet: a prune deletes
+    /// only files older than a snapshot that was served when it ran. `None` when there is nothing
+    /// to sync.
+    fn start_sync(&self, store: &SnapshotStore) -> Option<(u64, PathBuf)> {
+        let mut marks = self.marks();
+        let served = store.load();
+        let served = served.as_ref()?;
+        let seq = served.seq();
+        if marks.durable.is_some_and(|d| d >= seq) {
+            return None;
+        }
+        let path = served.path()?.to_path_buf();
+        marks.syncing = Some(seq);
+        Some((seq, path))
+    }
+
+    fn finish_sync(&self, seq: u64, synced: Option<std::io::Result<()>>) {
+        let mut marks = self.marks();
+        marks.syncing = None;
+        match synced {
+            Some(Ok(())) => marks.durable = Some(seq),
+            Some(Err(error)) => {
+                tracing::warn!(%error, seq, "fsync of the served snapshot failed; retrying after the next install");
+            }
+            None => tracing::warn!(seq, "the snapshot sync thread failed"),
+        }
+    }
+
+    /// Newest snapshot file known to be on disk.
+    #[cfg(test)]
+    fn durable_seq(&self) -> Option<u64> {
+        self.marks().durable
+    }
+
+    /// Deletes old files: keeps the served one, [`KEEP_OLDER`] older ones, the durable one and the
+    /// one being synced; until the first sync completes nothing is known to be on disk, so every
+    /// older file stays. Blocking.
+    pub fn prune(&self, served_seq: u64) -> std::io::Result<()> {
+        let marks = self.marks();
+        sling_shared::snapshot::prune(&self.dir, served_seq, KEEP_OLDER, |seq| {
+            marks.durable.is_none_or(|d| d == seq) || marks.syncing == Some(seq)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use sling_shared::link::LinkRecord;
+    use sling_shared::snapshot::{SnapshotBody, encode, list_files, write_atomic};
+
+    use super::*;
+    use crate::snapshot::{LoadedSnapshot, install};
+
+    fn bytes(seq: u64) -> Vec<u8> {
+        let mut body = SnapshotBody::new("localhost");
+        body.insert_link(
+            "localhost",
+            "s",
+            LinkRecord::plain("l", "https://example.com/"),
+        );
+        encode(&body, seq, 0).unwrap()
+    }
+
+    fn on_disk(dir: &Path) -> Vec<u64> {
+        list_files(dir)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// What the feed follower does with each downloaded snapshot.
+    fn follow(files: &SnapshotFiles, store: &SnapshotStore, dir: &Path, seq: u64) {
+        let loaded = install(dir, &[bytes(seq)], Some(seq), store.seq()).unwrap();
+        store.swap(Arc::new(loaded));
+        files.installed();
+        files.prune(seq).unwrap();
+    }
+
+    fn started_with_file_1(dir: &Path, durable_after: Duration) -> (SnapshotFiles, SnapshotStore) {
+        let path = write_atomic(dir, 1, &bytes(1)).unwrap();
+        let store = SnapshotStore::new(Some(LoadedSnapshot::open(&path).unwrap()));
+        (SnapshotFiles::new(dir, durable_after), store)
+    }
+
+    #[tokio::test]
+    async fn pruning_never_deletes_the_last_durable_file_nor_the_one_being_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let (files, store) = started_with_file_1(dir, DURABLE_AFTER);
+
+        // Nothing synced yet: the file loaded at start may never have reached the disk, and
+        // neither have the downloads, so every file stays.
+        for seq in [2, 3, 4] {
+            follow(&files, &store, dir, seq);
+        }
+        assert_eq!(on_disk(dir), vec![4, 3, 2, 1]);
+
+        files.sync_once(&store).await;
+        assert_eq!(files.durable_seq(), Some(4));
+        // Another sync finds the served file durable already.
+        assert!(files.start_sync(&store).is_none());
+        follow(&files, &store, dir, 5);
+        // 4 is both the predecessor and the durable one.
+        assert_eq!(on_disk(dir), vec![5, 4]);
+        for seq in [6, 7] {
+            follow(&files, &store, dir, seq);
+        }
+        // 6 is the predecessor kept, 4 the durable one.
+        assert_eq!(on_disk(dir), vec![7, 6, 4]);
+
+        // While 7 is being synced, newer installs keep it too.
+        let (syncing, path) = files.start_sync(&store).unwrap();
+        assert_eq!(syncing, 7);
+        for seq in [8, 9, 10] {
+            follow(&files, &store, dir, seq);
+        }
+        assert_eq!(on_disk(dir), vec![10, 9, 7, 4]);
+        sling_shared::snapshot::make_durable(&path, dir).unwrap();
+        files.finish_sync(7, Some(Ok(())));
+        follow(&files, &store, dir, 11);
+        assert_eq!(on_disk(dir), vec![11, 10, 7]);
+
+        // A failed sync leaves the older durable file in place.
+        let (syncing, _) = files.start_sync(&store).unwrap();
+        files.finish_sync(syncing, Some(Err(std::io::Error::other("disk gone"))));
+        assert_eq!(files.durable_seq(), Some(7));
+        follow(&files, &store, dir, 12);
+        assert_eq!(on_disk(dir), vec![12, 11, 7]);
+    }
+
+    #[tokio::test]
+    async fn the_served_file_is_synced_a_while_after_each_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let (files, store) = started_with_file_1(dir, Duration::from_millis(20));
+        let (files, store) = (Arc::new(files), Arc::new(store));
+        let syncer = tokio::spawn({
+            let (files, store) = (files.clone(), store.clone());
+            async move { files.sync_served(&store).await }
+        });
+        let durable = |want: u64| {
+            let files = files.clone();
+            async move {
+                for _ in 0..500 {
+                    if files.durable_seq() == Some(want) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                panic!(
+                    "snapshot {want} never became durable: {:?}",
+                    files.durable_seq()
+                );
+            }
+        };
+        // The file loaded at start, then each later one.
+        durable(1).await;
+        follow(&files, &store, dir, 2);
+        durable(2).await;
+        follow(&files, &store, dir, 3);
+        follow(&files, &store, dir, 4);
+        durable(4).await;
+        syncer.abort();
+    }
+}

@@ -2,8 +2,8 @@
 //!
 //! It long-polls the control plane's change feed (`after` = the highest sequence applied), applies
 //! each page's changes to the overlay in order, and whenever the feed announces a snapshot newer
-//! than the served one, downloads it, has [`snapshot::install`] verify and store it off the async
-//! runtime, swaps it in and trims the overlay. A `reset` page (the proxy fell further behind than
+//! than the served one, has the idle-priority install thread download it and [`snapshot::install`]
+//! verify and store it, then swaps it in and trims the overlay. A `reset` page (the proxy fell further behind than
 //! the feed remembers) is answered the same way before resuming from the new snapshot.
 //!
 //! A `TlsChanged` change or a reset also wakes the TLS state follower ([`crate::tls::follower`]):
@@ -41,16 +41,28 @@ pub fn control_client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// The client for snapshot downloads. It keeps no idle connections: each download runs in a
+/// runtime of its own on the install thread, which a pooled connection would outlive.
+pub fn download_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("sling-proxy/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(0)
+        .build()
+}
+
 /// Follows the feed until the task is aborted. Runs forever: every failure is logged, counted and
 /// retried.
 pub async fn follow(
     client: reqwest::Client,
+    downloads: reqwest::Client,
     control: ControlPlane,
     wait: Duration,
     state: Arc<State>,
 ) {
     let follower = Follower {
         client,
+        downloads,
         control,
         wait,
         files: Arc::new(SnapshotFiles::new(
@@ -68,6 +80,7 @@ pub async fn follow(
 
 struct Follower {
     client: reqwest::Client,
+    downloads: reqwest::Client,
     control: ControlPlane,
     wait: Duration,
     files: Arc<SnapshotFiles>,
@@ -102,10 +115,8 @@ impl Follower {
                 match self.fetch_snapshot(served).await {
                     Ok(Some(loaded)) => {
                         applied = applied.max(loaded.seq());
-                        let served = loaded.seq();
                         state.install_snapshot(loaded);
                         self.files.installed();
-                        self.prune(served).await;
                         snapshot_backoff.reset();
                         snapshot_retry_at = None;
                     }
@@ -194,12 +205,71 @@ impl Follower {
     }
 
     /// Downloads, verifies and stores a snapshot newer than `served`; `None` when there is none.
+    ///
+    /// All of it runs on the idle-priority install thread, the download included: receiving a
+    /// snapshot means copying every byte of it into freshly faulted buffers, which on the request
+    /// thread cost the `swap` bench's proxy about a tenth of its core at ten swaps a second. The
+    /// feed's own small pages stay on the runtime, so changes keep arriving however busy the core.
     async fn fetch_snapshot(&self, served: u64) -> anyhow::Result<Option<LoadedSnapshot>> {
-        let url = format!("{}{SNAPSHOT_PATH}?newer_than={served}", self.control.url);
+        let download = Download {
+            client: self.downloads.clone(),
+            url: format!("{}{SNAPSHOT_PATH}?newer_than={served}", self.control.url),
+            token: self.control.fleet_token.clone(),
+            served,
+            files: self.files.clone(),
+        };
+        let dir = self.state.snapshot_dir.clone();
+        let loaded = crate::idle::run("snapshot-install", move || download.run(&dir))
+            .await
+            .ok_or_else(|| anyhow!("the snapshot install thread failed"))??;
+        if let Some(loaded) = &loaded {
+            tracing::info!(
+                seq = loaded.seq(),
+                links = loaded.header().link_count,
+                body_bytes = loaded.header().body_len,
+                "downloaded and verified a snapshot"
+            );
+        }
+        Ok(loaded)
+    }
+}
+
+/// One snapshot download and install, run on the install thread.
+struct Download {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    served: u64,
+    files: Arc<SnapshotFiles>,
+}
+
+impl Download {
+    /// Downloads in a runtime of its own on this thread, stores and verifies the file, then
+    /// deletes old ones. Pruning before the swap is safe: it keeps the served file (the newest
+    /// older one, or a marked one) and the file being served is never replaced, only deleted
+    /// after a newer one is installed, which mapped readers survive. Blocking.
+    fn run(self, dir: &std::path::Path) -> anyhow::Result<Option<LoadedSnapshot>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the snapshot download runtime")?;
+        let Some((chunks, expected)) = runtime.block_on(self.fetch())? else {
+            return Ok(None);
+        };
+        let loaded = snapshot::install(dir, &chunks, expected, self.served)?;
+        if let Err(error) = self.files.prune(loaded.seq()) {
+            tracing::warn!(%error, dir = %dir.display(), "pruning old snapshots failed");
+        }
+        Ok(Some(loaded))
+    }
+
+    /// The chunks as they arrived and the sequence the control plane announced; `None` when it
+    /// has nothing newer.
+    async fn fetch(&self) -> anyhow::Result<Option<(Vec<bytes::Bytes>, Option<u64>)>> {
         let mut resp = self
             .client
-            .get(&url)
-            .bearer_auth(&self.control.fleet_token)
+            .get(&self.url)
+            .bearer_auth(&self.token)
             .timeout(SNAPSHOT_TIMEOUT)
             .send()
             .await
@@ -220,43 +290,13 @@ impl Follower {
             ),
             None => None,
         };
-        // Kept as the chunks hyper read: the install thread writes them out as they are, and
-        // verifies the written file, so nothing copies the whole snapshot into one buffer.
+        // Kept as the chunks hyper read: the install writes them out as they are, and verifies
+        // the written file, so nothing copies the whole snapshot into one buffer.
         let mut chunks = Vec::new();
-        let mut size = 0;
         while let Some(chunk) = resp.chunk().await.context("downloading a snapshot")? {
-            size += chunk.len();
             chunks.push(chunk);
         }
-        let dir = self.state.snapshot_dir.clone();
-        let loaded = crate::idle::run("snapshot-install", move || {
-            snapshot::install(&dir, &chunks, expected, served)
-        })
-        .await
-        .ok_or_else(|| anyhow!("the snapshot install thread failed"))??;
-        tracing::info!(
-            seq = loaded.seq(),
-            links = loaded.header().link_count,
-            size_bytes = size,
-            "downloaded and verified a snapshot"
-        );
-        Ok(Some(loaded))
-    }
-
-    /// Deletes old snapshot files. Mapped files stay readable until unmapped, so this never pulls
-    /// data from under a request.
-    async fn prune(&self, served_seq: u64) {
-        let files = self.files.clone();
-        let result = tokio::task::spawn_blocking(move || files.prune(served_seq)).await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(
-                %error,
-                dir = %self.state.snapshot_dir.display(),
-                "pruning old snapshots failed"
-            ),
-            Err(error) => tracing::warn!(%error, "pruning task failed"),
-        }
+        Ok(Some((chunks, expected)))
     }
 }
 

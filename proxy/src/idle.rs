@@ -1,5 +1,6 @@
-//! Background work that must never take CPU from requests: a snapshot install (checksum, archive
-//! validation, write and fsync of a file as large as the snapshot) runs on a thread of its own at
+//! Background work that must never take CPU from requests: a snapshot download and install
+//! (receiving, writing, checksumming and validating a file as large as the snapshot) and the later
+//! fsync run on a thread of their own at
 //! `SCHED_IDLE`, so on a proxy pinned to one core the request thread always runs first. A
 //! `spawn_blocking` thread would share the core equally with the request thread for the whole
 //! install, and would keep the policy for whatever the pool runs on it next (an unprivileged

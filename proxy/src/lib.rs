@@ -185,8 +185,11 @@ pub async fn run_with_tls_listener(
                 state.clone(),
                 cached_tls,
             ));
+            let downloads =
+                feed::download_client().context("building the snapshot download client")?;
             let feed = tokio::spawn(feed::follow(
                 client,
+                downloads,
                 control,
                 config.feed_wait,
                 state.clone(),

@@ -2,9 +2,10 @@
 //!
 //! It long-polls the control plane's change feed (`after` = the highest sequence applied), applies
 //! each page's changes to the overlay in order, and whenever the feed announces a snapshot newer
-//! than the served one, has the idle-priority install thread download it and [`snapshot::install`]
-//! verify and store it, then swaps it in and trims the overlay. A `reset` page (the proxy fell further behind than
-//! the feed remembers) is answered the same way before resuming from the new snapshot.
+//! than the served one, has the idle-priority install thread download it and
+//! [`snapshot::install`] verify and store it, then swaps it in and trims the overlay. A `reset`
+//! page (the proxy fell further behind than the feed remembers) is answered the same way before
+//! resuming from the new snapshot.
 //!
 //! A `TlsChanged` change or a reset also wakes the TLS state follower ([`crate::tls::follower`]):
 //! keys never travel in the feed, so it fetches the whole state instead.

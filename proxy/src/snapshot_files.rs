@@ -86,10 +86,10 @@ impl SnapshotFiles {
         self.finish_sync(seq, synced);
     }
 
-    /// Marks the served file as being synced, so no prune deletes it meanwhile. Picking the served
-    /// file under the lock a prune takes means no prune can have deleted it yet: a prune deletes
-    /// only files older than a snapshot that was served when it ran. `None` when there is nothing
-    /// to sync.
+    /// Marks the served file as being synced, so no prune deletes it meanwhile. A prune that ran
+    /// before kept it too, as the newest file older than the one being installed; only a stale
+    /// file left between the two (one refused at start) could have taken that place, and then the
+    /// sync's open fails and nothing is marked durable. `None` when there is nothing to sync.
     fn start_sync(&self, store: &SnapshotStore) -> Option<(u64, PathBuf)> {
         let mut marks = self.marks();
         let served = store.load();

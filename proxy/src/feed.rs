@@ -42,13 +42,15 @@ pub fn control_client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// The client for snapshot downloads. It keeps no idle connections: each download runs in a
-/// runtime of its own on the install thread, which a pooled connection would outlive.
+/// The client for snapshot downloads. It keeps no connection between requests: each download
+/// runs in a runtime of its own on the install thread, which a pooled connection (an idle
+/// HTTP/1.1 one, or a shared HTTP/2 one) would outlive.
 pub fn download_client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("sling-proxy/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(0)
+        .http1_only()
         .build()
 }
 

@@ -71,4 +71,25 @@ async fn create_to_first_redirect(backend: Backend) {
         "propagation create→first 3xx ({backend:?}, {profile} build, {LINKS} links in \
          {total:.1?}): median {median:.2?}, p99 {p99:.2?}, max {max:.2?} (target p99 < 100ms)"
     );
+
+    // Along the way the control plane published a snapshot every 250 changes, and the proxy
+    // downloads each on its install thread in a runtime of its own: several in a row must land.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, metrics) = proxy.admin_get("/metrics").await;
+        assert_eq!(status, 200);
+        let served = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sling_proxy_snapshot_seq "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if served >= LINKS as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy still serves snapshot {served} after {LINKS} creates"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -71,6 +71,7 @@ pub async fn follow(
         files: Arc::new(SnapshotFiles::new(
             &state.snapshot_dir,
             snapshot_files::DURABLE_AFTER,
+            state.snapshots.seq(),
         )),
         state,
     };

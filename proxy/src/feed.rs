@@ -22,7 +22,7 @@ use sling_shared::feed::{ChangeOp, FEED_PATH, FeedPage, SNAPSHOT_PATH, SNAPSHOT_
 
 use crate::State;
 use crate::config::ControlPlane;
-use crate::snapshot::{self, LoadedSnapshot};
+use crate::snapshot::LoadedSnapshot;
 use crate::snapshot_files::{self, SnapshotFiles};
 
 /// Extra time beyond the long-poll wait before a feed request counts as hung.
@@ -222,8 +222,7 @@ impl Follower {
             served,
             files: self.files.clone(),
         };
-        let dir = self.state.snapshot_dir.clone();
-        let loaded = crate::idle::run("snapshot-install", move || download.run(&dir))
+        let loaded = crate::idle::run("snapshot-install", move || download.run())
             .await
             .ok_or_else(|| anyhow!("the snapshot install thread failed"))??;
         if let Some(loaded) = &loaded {
@@ -248,11 +247,9 @@ struct Download {
 }
 
 impl Download {
-    /// Downloads in a runtime of its own on this thread, stores and verifies the file, then
-    /// deletes old ones. Pruning before the swap is safe: it keeps the served file (the newest
-    /// older one, or a marked one) and the file being served is never replaced, only deleted
-    /// after a newer one is installed, which mapped readers survive. Blocking.
-    fn run(self, dir: &std::path::Path) -> anyhow::Result<Option<LoadedSnapshot>> {
+    /// Downloads in a runtime of its own on this thread, then has [`SnapshotFiles::install`]
+    /// store, verify and prune. Blocking.
+    fn run(self) -> anyhow::Result<Option<LoadedSnapshot>> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -260,11 +257,7 @@ impl Download {
         let Some((chunks, expected)) = runtime.block_on(self.fetch())? else {
             return Ok(None);
         };
-        let loaded = snapshot::install(dir, &chunks, expected, self.served)?;
-        if let Err(error) = self.files.prune(loaded.seq()) {
-            tracing::warn!(%error, dir = %dir.display(), "pruning old snapshots failed");
-        }
-        Ok(Some(loaded))
+        Ok(Some(self.files.install(&chunks, expected, self.served)?))
     }
 
     /// The chunks as they arrived and the sequence the control plane announced; `None` when it

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{self, InstallError, LoadedSnapshot, SnapshotStore};
 
 /// How long a newly installed snapshot may live only in the page cache. Bounds how stale the
 /// snapshot a proxy restarts with after a power loss can be (the feed then catches it up), and
@@ -125,11 +125,27 @@ impl SnapshotFiles {
         self.marks().durable
     }
 
+    /// Stores, verifies and maps a downloaded snapshot ([`snapshot::install`]), then deletes old
+    /// files. Pruning before the swap is safe: it keeps the served file (the newest older one,
+    /// or a marked one), and mapped readers survive a deleted file. Blocking.
+    pub fn install<B: AsRef<[u8]>>(
+        &self,
+        chunks: &[B],
+        expected_seq: Option<u64>,
+        served_seq: u64,
+    ) -> Result<LoadedSnapshot, InstallError> {
+        let loaded = snapshot::install(&self.dir, chunks, expected_seq, served_seq)?;
+        if let Err(error) = self.prune(loaded.seq()) {
+            tracing::warn!(%error, dir = %self.dir.display(), "pruning old snapshots failed");
+        }
+        Ok(loaded)
+    }
+
     /// Deletes old files: keeps the served one, [`KEEP_OLDER`] older ones, the durable one and the
     /// one being synced. Until the first sync completes, the files from earlier runs stand in for
     /// the durable one; files this run downloaded are known not to be on disk, so a failing disk
     /// cannot make them pile up. Blocking.
-    pub fn prune(&self, served_seq: u64) -> std::io::Result<()> {
+    fn prune(&self, served_seq: u64) -> std::io::Result<()> {
         let marks = self.marks();
         sling_shared::snapshot::prune(&self.dir, served_seq, KEEP_OLDER, |seq| {
             let durable = match marks.durable {
@@ -151,7 +167,6 @@ mod tests {
     use sling_shared::snapshot::{SnapshotBody, encode, list_files, write_atomic};
 
     use super::*;
-    use crate::snapshot::{LoadedSnapshot, install};
 
     fn bytes(seq: u64) -> Vec<u8> {
         let mut body = SnapshotBody::new("localhost");
@@ -172,11 +187,12 @@ mod tests {
     }
 
     /// What the feed follower does with each downloaded snapshot.
-    fn follow(files: &SnapshotFiles, store: &SnapshotStore, dir: &Path, seq: u64) {
-        let loaded = install(dir, &[bytes(seq)], Some(seq), store.seq()).unwrap();
+    fn follow(files: &SnapshotFiles, store: &SnapshotStore, seq: u64) {
+        let loaded = files
+            .install(&[bytes(seq)], Some(seq), store.seq())
+            .unwrap();
         store.swap(Arc::new(loaded));
         files.installed();
-        files.prune(seq).unwrap();
     }
 
     fn started_with_file_1(dir: &Path, durable_after: Duration) -> (SnapshotFiles, SnapshotStore) {
@@ -194,7 +210,7 @@ mod tests {
         // Nothing synced yet: the file loaded at start may be the only one on disk, so it stays;
         // this run's downloads are known not to be, so they are pruned as usual.
         for seq in [2, 3, 4] {
-            follow(&files, &store, dir, seq);
+            follow(&files, &store, seq);
         }
         assert_eq!(on_disk(dir), vec![4, 3, 1]);
 
@@ -202,11 +218,11 @@ mod tests {
         assert_eq!(files.durable_seq(), Some(4));
         // Another sync finds the served file durable already.
         assert!(files.start_sync(&store).is_none());
-        follow(&files, &store, dir, 5);
+        follow(&files, &store, 5);
         // 4 is both the predecessor and the durable one.
         assert_eq!(on_disk(dir), vec![5, 4]);
         for seq in [6, 7] {
-            follow(&files, &store, dir, seq);
+            follow(&files, &store, seq);
         }
         // 6 is the predecessor kept, 4 the durable one.
         assert_eq!(on_disk(dir), vec![7, 6, 4]);
@@ -215,19 +231,19 @@ mod tests {
         let (syncing, path) = files.start_sync(&store).unwrap();
         assert_eq!(syncing, 7);
         for seq in [8, 9, 10] {
-            follow(&files, &store, dir, seq);
+            follow(&files, &store, seq);
         }
         assert_eq!(on_disk(dir), vec![10, 9, 7, 4]);
         sling_shared::snapshot::make_durable(&path, dir).unwrap();
         files.finish_sync(7, Some(Ok(())));
-        follow(&files, &store, dir, 11);
+        follow(&files, &store, 11);
         assert_eq!(on_disk(dir), vec![11, 10, 7]);
 
         // A failed sync leaves the older durable file in place.
         let (syncing, _) = files.start_sync(&store).unwrap();
         files.finish_sync(syncing, Some(Err(std::io::Error::other("disk gone"))));
         assert_eq!(files.durable_seq(), Some(7));
-        follow(&files, &store, dir, 12);
+        follow(&files, &store, 12);
         assert_eq!(on_disk(dir), vec![12, 11, 7]);
     }
 
@@ -258,10 +274,10 @@ mod tests {
         };
         // The file loaded at start, then each later one.
         durable(1).await;
-        follow(&files, &store, dir, 2);
+        follow(&files, &store, 2);
         durable(2).await;
-        follow(&files, &store, dir, 3);
-        follow(&files, &store, dir, 4);
+        follow(&files, &store, 3);
+        follow(&files, &store, 4);
         durable(4).await;
         syncer.abort();
     }

@@ -393,16 +393,21 @@ pub fn publish_temp(
     let final_path = dir.join(file_name(feed_seq));
     fs::rename(tmp_path, &final_path)?;
     if durability == Durability::Fsync {
-        File::open(dir)?.sync_all()?;
+        sync_dir(dir)?;
     }
     Ok(final_path)
+}
+
+/// Fsyncs a directory, so renames and creations in it survive a crash.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Makes a file published with [`Durability::PageCache`] survive a power loss: fsyncs it, then
 /// its directory (for the rename).
 pub fn make_durable(path: &Path, dir: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()?;
-    File::open(dir)?.sync_all()
+    sync_dir(dir)
 }
 
 /// Deletes snapshot files older than `served_seq` beyond the `keep_older` newest of them, except

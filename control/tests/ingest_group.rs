@@ -64,12 +64,24 @@ async fn scalar(h: &Harness, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_senders_and_resends_count_exactly_once() {
     each_backend(|h| async move {
-        let mut links = Vec::new();
-        for i in 0..6 {
+        // At least 6 links, and more until they cover every part: ids are random, and 6 fall in
+        // one part once in 32 runs.
+        let mut links: Vec<String> = Vec::new();
+        let mut i = 0;
+        while links.len() < 6
+            || links
+                .iter()
+                .map(|l| part_of(l))
+                .collect::<BTreeSet<_>>()
+                .len()
+                < PARTS
+        {
+            assert!(i < 64, "64 links never covered every part: {links:?}");
             let l = h
                 .create(json!({"destinationUrl": format!("https://example.com/{i}")}))
                 .await;
             links.push(l["id"].as_str().unwrap().to_owned());
+            i += 1;
         }
         let batches: Vec<ClickBatch> = (0..48)
             .map(|b| ClickBatch {

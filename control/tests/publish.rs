@@ -220,3 +220,58 @@ async fn the_snapshot_endpoint_serves_the_newest_file_whole() {
     })
     .await;
 }
+
+/// Snapshot files are written without an fsync, so after a power loss the newest may be cut
+/// short. At start the publisher deletes it rather than taking it as published (which would serve
+/// it to proxies and, its sequence being past the feed head, never publish again), and publishes
+/// from the database.
+#[tokio::test]
+async fn at_start_a_damaged_newest_file_is_deleted_and_republished() {
+    each_backend(|h| async move {
+        for i in 0..3 {
+            h.create(json!({"destinationUrl": format!("https://example.com/{i}")}))
+                .await;
+        }
+        let head = db::changes::head(&h.db).await.unwrap();
+        assert!(head >= 3, "head {head}");
+        let dir = h.state.config.snapshot_dir.clone();
+        let older = sling_shared::snapshot::encode(&SnapshotBody::new("localhost"), 1, 0).unwrap();
+        sling_shared::snapshot::write_atomic(&dir, 1, &older).unwrap();
+        // Far past the head: a whole file with this sequence would stop publishing altogether.
+        let torn = sling_shared::snapshot::encode(&full_read(&h).await, 1_000_000, 0).unwrap();
+        let torn_path = dir.join(sling_shared::snapshot::file_name(1_000_000));
+        std::fs::write(&torn_path, &torn[..torn.len() - 100]).unwrap();
+
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let publisher = tokio::spawn(sling_control::publish::run(h.state.clone(), stopped));
+        let mut seq = h.state.snapshot_seq.subscribe();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            seq.wait_for(|s| *s == head),
+        )
+        .await
+        .expect("a snapshot at the feed head is published")
+        .unwrap();
+        stop.send(true).unwrap();
+        publisher.await.unwrap();
+
+        assert!(!torn_path.exists(), "the damaged file is deleted");
+        let files = sling_shared::snapshot::list_files(&dir).unwrap();
+        assert_eq!(files[0].0, head, "{files:?}");
+        let bytes = std::fs::read(&files[0].1).unwrap();
+        let (_, body) = sling_shared::snapshot::decode(&bytes).unwrap();
+        assert_eq!(body.link_count(), 3);
+        let r = h
+            .call(
+                "GET",
+                sling_shared::feed::SNAPSHOT_PATH,
+                Some("test-fleet-token"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.as_ref() == bytes.as_slice(), "serves the new file");
+        h
+    })
+    .await;
+}

@@ -258,6 +258,31 @@ pub fn storage_write_bytes(pid: u32) -> Option<u64> {
     Some(field("write_bytes")?.saturating_sub(field("cancelled_write_bytes")?))
 }
 
+/// Device interrupts `cpu` has handled so far: the sum of its column over the numbered lines of
+/// `/proc/interrupts` (disks, network cards), leaving out the per-CPU kinds (timer, IPIs). Where
+/// a VM routes a device's interrupts to the server core, work that looks idle-priority elsewhere
+/// (another process's fsync) still interrupts the server. `None` when the file cannot be read.
+pub fn device_interrupts(cpu: usize) -> Option<u64> {
+    device_interrupts_in(&std::fs::read_to_string("/proc/interrupts").ok()?, cpu)
+}
+
+fn device_interrupts_in(text: &str, cpu: usize) -> Option<u64> {
+    let mut lines = text.lines();
+    let column = lines
+        .next()?
+        .split_whitespace()
+        .position(|c| c == format!("CPU{cpu}"))?;
+    Some(
+        lines
+            .filter_map(|l| {
+                let (label, rest) = l.split_once(':')?;
+                label.trim().parse::<u64>().ok()?;
+                rest.split_whitespace().nth(column)?.parse::<u64>().ok()
+            })
+            .sum(),
+    )
+}
+
 /// Fields of `/proc/PID/stat` after the parenthesised command name.
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -322,4 +347,28 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
 /// Peak resident memory of the bench itself (KiB), for the cost of building data.
 pub fn own_peak_kib() -> u64 {
     memory(std::process::id()).map_or(0, |m| m.hwm_kib)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Only numbered (device) lines count, in the asked CPU's column.
+    #[test]
+    fn device_interrupts_sum_one_column_of_the_numbered_lines() {
+        let text = "           CPU0       CPU1       \n \
+             28:          0          0 PCI-MSIX-0000:00:01.0   0-edge      virtio0-config\n \
+             36:          5     221797 PCI-MSIX-0000:00:02.0   1-edge      virtio1-req.0\n \
+             40:          7          3 PCI-MSIX-0000:00:04.0   1-edge      virtio3-input\n\
+            LOC:     606216     397607   Local timer interrupts\n\
+            ERR:          0\n";
+        assert_eq!(device_interrupts_in(text, 1), Some(221_800));
+        assert_eq!(device_interrupts_in(text, 0), Some(12));
+        assert_eq!(device_interrupts_in(text, 2), None);
+        assert!(
+            device_interrupts(0).is_some(),
+            "this machine has /proc/interrupts"
+        );
+    }
 }

@@ -48,6 +48,9 @@ struct ChurnSeen {
     /// Bytes the proxy had sent to storage during the run ([`procs::storage_write_bytes`]): what
     /// keeping its downloaded snapshots on disk costs.
     proxy_storage_write_bytes: Option<u64>,
+    /// Device interrupts the server core handled during the run ([`procs::device_interrupts`]);
+    /// `None` unpinned.
+    server_core_device_interrupts: Option<u64>,
 }
 
 /// A closed-loop (wrk) run.
@@ -152,6 +155,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             swapping.then(|| Duration::from_millis(args.write_interval_ms)),
             pair,
             proxy_pid,
+            (!c.no_pin).then_some(c.server_cpu),
         )
     };
     // Let the last published snapshot land before the next quiet run.
@@ -386,6 +390,8 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
             c.swaps_observed.to_string(),
             c.proxy_storage_write_bytes
                 .map_or("–".to_owned(), |b| format!("{:.1}", b as f64 / 1048576.0)),
+            c.server_core_device_interrupts
+                .map_or("–".to_owned(), |n| n.to_string()),
             report::metrics_delta_cell(&c.proxy_snapshot_metrics_delta),
         ]
     };
@@ -410,6 +416,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
         "links created",
         "swaps seen",
         "proxy disk writes MiB",
+        "server core device interrupts",
         "proxy snapshot metrics (change)",
     ];
     let with_churn = |h: &[&'static str]| -> Vec<&'static str> {
@@ -470,7 +477,10 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
          - Errors are wrk socket errors plus responses with status ≥ 400 (wrk), or any non-3xx answer and any \
            failed request (open loop).\n\
          - Proxy disk writes: what the proxy process had sent to storage during the run, `write_bytes` less \
-           `cancelled_write_bytes` of `/proc/PID/io` (a downloaded file deleted before writeback costs nothing).\n\n\
+           `cancelled_write_bytes` of `/proc/PID/io` (a downloaded file deleted before writeback costs nothing).\n\
+         - Server core device interrupts: the server core's column of the numbered lines of `/proc/interrupts` \
+           over the run. Some VMs route the disk's interrupts to one core, so any process's disk writes \
+           (the control plane's too) interrupt the proxy there.\n\n\
          ![p99](p99.svg)\n",
         links = args.links,
         iv = args.swap_interval_ms,
@@ -530,6 +540,8 @@ struct Churn {
     before: BTreeMap<String, f64>,
     proxy_pid: u32,
     written_before: Option<u64>,
+    /// The server core and its device interrupt count at the start.
+    interrupts_before: Option<(usize, u64)>,
 }
 
 impl Churn {
@@ -541,9 +553,12 @@ impl Churn {
         write_every: Option<Duration>,
         pair: usize,
         proxy_pid: u32,
+        server_cpu: Option<usize>,
     ) -> Self {
         let before = sling::metrics(client, admin, "snapshot").await;
         let written_before = procs::storage_write_bytes(proxy_pid);
+        let interrupts_before =
+            server_cpu.and_then(|cpu| Some((cpu, procs::device_interrupts(cpu)?)));
         let created = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let writer = write_every.map(|every| {
@@ -568,6 +583,7 @@ impl Churn {
             before,
             proxy_pid,
             written_before,
+            interrupts_before,
         }
     }
 
@@ -582,6 +598,9 @@ impl Churn {
         let proxy_storage_write_bytes = procs::storage_write_bytes(self.proxy_pid)
             .zip(self.written_before)
             .map(|(after, before)| after.saturating_sub(before));
+        let server_core_device_interrupts = self
+            .interrupts_before
+            .and_then(|(cpu, before)| Some(procs::device_interrupts(cpu)?.saturating_sub(before)));
         let proxy_snapshot_metrics_delta = after
             .iter()
             .filter_map(|(k, v)| {
@@ -596,6 +615,7 @@ impl Churn {
             watched_secs,
             proxy_snapshot_metrics_delta,
             proxy_storage_write_bytes,
+            server_core_device_interrupts,
         }
     }
 }

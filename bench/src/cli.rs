@@ -173,6 +173,11 @@ pub struct SwapArgs {
     /// delay the generator's own sends. `normal`: it competes with them.
     #[arg(long, value_enum, default_value_t = ControlPriority::Idle)]
     pub control_priority: ControlPriority,
+    /// With `--control-priority idle`, do not also put the control plane in a cgroup with
+    /// `cpu.idle = 1` (made where the harness can: root and a cgroup `cpu` controller). On EEVDF
+    /// kernels `SCHED_IDLE` alone still lets it run while the load generator waits.
+    #[arg(long)]
+    pub no_idle_cgroup: bool,
 }
 
 #[derive(Args, Debug)]

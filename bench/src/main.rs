@@ -9,6 +9,7 @@
 //! generator a comparison uses, it uses it for both sides.
 #![forbid(unsafe_code)]
 
+mod cgroup;
 mod cli;
 mod closedloop;
 mod data;

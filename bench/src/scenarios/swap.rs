@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{await_redirects, cpu_share, secs};
+use crate::cgroup;
 use crate::cli::{ControlPriority, SwapArgs};
 use crate::data::write_lines;
 use crate::env;
@@ -106,6 +107,26 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
         &run.logs,
     )
     .await?;
+    // Kept until the end of the run; dropping it moves the control plane out and removes it.
+    let idle_group = match (args.control_priority, args.no_idle_cgroup) {
+        (ControlPriority::Idle, false) => {
+            let placed = cgroup::IdleGroup::create(&format!("sling-bench-{}", std::process::id()))
+                .and_then(|g| g.add(control.pid()).map(|()| g));
+            if let Err(why) = &placed {
+                eprintln!("control plane: SCHED_IDLE only ({why})");
+            }
+            Some(placed)
+        }
+        _ => None,
+    };
+    let cgroup_label = match &idle_group {
+        Some(Ok(g)) => format!(
+            "; it is also in the cgroup `{}` with `cpu.idle = 1`",
+            g.path().display()
+        ),
+        Some(Err(why)) => format!("; no idle cgroup ({why})"),
+        None => String::new(),
+    };
     let client = procs::http_client()?;
     let api = control.api();
 
@@ -308,6 +329,11 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
         "writeIntervalMs": args.write_interval_ms,
         "clicks": args.clicks,
         "controlPriority": args.control_priority,
+        "controlIdleCgroup": match &idle_group {
+            Some(Ok(g)) => json!(g.path().display().to_string()),
+            Some(Err(why)) => json!({ "unavailable": why }),
+            None => json!(null),
+        },
         "openLoopRate": rate,
         "connections": args.load.connections,
         "wrkThreads": args.load.threads,
@@ -467,7 +493,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
            in each snapshot while serving. Swaps are counted from the writer's start, warm-up included.\n\
          - The proxy is alone on the server core; wrk (or the open-loop worker), the control plane and the writer (the \
            harness pins all its own threads there) \
-           share the other core, the control plane at {priority} priority (`--control-priority`). In closed loop \
+           share the other core, the control plane at {priority} priority (`--control-priority`){cgroup_label}. In closed loop \
            wrk needs that whole core, so whatever the control plane gets there (publishing every {iv} ms, serving \
            each file to the proxy, the creates) delays wrk itself: proxy CPU falls during swap runs while wrk's \
            p99 rises. The open-loop runs, at a quarter of the quiet closed-loop rate (`--rate`), leave the client core room, and \
@@ -487,6 +513,7 @@ pub async fn run(args: SwapArgs) -> anyhow::Result<()> {
         wi = args.write_interval_ms,
         clicks = args.clicks.name(),
         priority = priority_label,
+        cgroup_label = cgroup_label,
     ));
     run.write_md(&md)?;
     let groups: Vec<String> = (1..=args.pairs).map(|p| format!("pair {p}")).collect();

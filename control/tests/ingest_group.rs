@@ -12,7 +12,9 @@ use axum::body::Body;
 use axum::http::Request;
 use common::{Harness, each_backend};
 use serde_json::json;
-use sling_control::db::clicks::{BatchRef, PARTS, Prepared, ingest, ingest_group, part_of};
+use sling_control::db::clicks::{
+    BatchRef, Ingested, PARTS, Prepared, ingest, ingest_group, part_of,
+};
 use sling_shared::clicks::{CLICKS_PATH, ClickBatch, ClickEvent};
 use sling_shared::feed::ChangeOp;
 use sqlx::Row;
@@ -377,6 +379,38 @@ async fn a_retry_completes_a_partly_stored_batch_without_duplicates() {
             clicks += r.data()["clicks"].as_i64().unwrap();
         }
         assert_eq!(clicks, 40);
+        h
+    })
+    .await;
+}
+
+/// Two deliveries of one batch that race on the Postgres writers (one per part) can each store
+/// a different part first. Exactly one of them is the accepted one, so the batch counters count
+/// it once; every event is stored once either way.
+#[tokio::test]
+async fn deliveries_racing_on_different_parts_accept_the_batch_once() {
+    each_backend(|h| async move {
+        let links = links_in_each_part(&h).await;
+        let batch = mixed("racing", &links, 40);
+        let parts = Prepared::split(&BatchRef::from(&batch));
+        assert_eq!(parts.len(), PARTS);
+        // Delivery A stores part 0, then B stores part 1, then each finds its other part stored.
+        let a0 = ingest_group(&h.db, &[&parts[0]], T0).await.unwrap();
+        let b1 = ingest_group(&h.db, &[&parts[1]], T0).await.unwrap();
+        let a1 = ingest_group(&h.db, &[&parts[1]], T0).await.unwrap();
+        let b0 = ingest_group(&h.db, &[&parts[0]], T0).await.unwrap();
+        let a = Ingested::merge([a0[0], a1[0]]);
+        let b = Ingested::merge([b0[0], b1[0]]);
+        assert_eq!(
+            [a.accepted, b.accepted].iter().filter(|x| **x).count(),
+            1,
+            "{a:?} {b:?}"
+        );
+        assert_eq!(a.stored + b.stored, 40);
+        assert_eq!(
+            scalar(&h, "SELECT CAST(COUNT(*) AS BIGINT) FROM click_events").await,
+            40
+        );
         h
     })
     .await;

@@ -135,13 +135,17 @@ pub struct Ingested {
 }
 
 impl Ingested {
-    /// One batch's outcome from its parts': accepted when any part was new (the others were
-    /// stored by an earlier delivery), the counts summed.
+    /// One batch's outcome from its parts' (in part order), the counts summed. Accepted when
+    /// this delivery stored the batch's last part. Each part is stored by exactly one delivery,
+    /// so of deliveries racing each other exactly one says accepted; with "any part new" two
+    /// racing deliveries that each stored one part both did (CI caught it). A retry that only
+    /// completes earlier parts after a failure had stored the last one says duplicate: the data
+    /// is exact either way, only the batch counters see the difference.
     pub fn merge(parts: impl IntoIterator<Item = Ingested>) -> Ingested {
         parts
             .into_iter()
             .fold(Ingested::default(), |a, p| Ingested {
-                accepted: a.accepted || p.accepted,
+                accepted: p.accepted,
                 stored: a.stored + p.stored,
                 unknown_link: a.unknown_link + p.unknown_link,
                 feed_seq: a.feed_seq.max(p.feed_seq),

@@ -156,6 +156,28 @@ pub struct Header {
     pub created_at_ms: i64,
 }
 
+impl Header {
+    /// Refuses a file of `actual` bytes that is not exactly this header and its body.
+    fn check_len(&self, actual: u64) -> Result<(), SnapshotError> {
+        let expected = HEADER_LEN as u64 + self.body_len;
+        if actual != expected {
+            return Err(SnapshotError::Length { expected, actual });
+        }
+        Ok(())
+    }
+
+    /// Refuses a body whose xxh3 is not the one this header recorded.
+    fn check_sum(&self, actual: u64) -> Result<(), SnapshotError> {
+        if actual != self.checksum {
+            return Err(SnapshotError::Checksum {
+                expected: self.checksum,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("file is shorter than the {HEADER_LEN}-byte header")]
@@ -268,19 +290,9 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, SnapshotError> {
 /// for as long as the bytes do not change.
 pub fn verify(bytes: &[u8]) -> Result<Header, SnapshotError> {
     let header = parse_header(bytes)?;
-    let actual = bytes.len() as u64;
-    let expected = HEADER_LEN as u64 + header.body_len;
-    if actual != expected {
-        return Err(SnapshotError::Length { expected, actual });
-    }
+    header.check_len(bytes.len() as u64)?;
     let body = &bytes[HEADER_LEN..];
-    let sum = xxhash_rust::xxh3::xxh3_64(body);
-    if sum != header.checksum {
-        return Err(SnapshotError::Checksum {
-            expected: header.checksum,
-            actual: sum,
-        });
-    }
+    header.check_sum(xxhash_rust::xxh3::xxh3_64(body))?;
     let count = if (body.as_ptr() as usize).is_multiple_of(16) {
         access_body(body)?.link_count()
     } else {
@@ -305,42 +317,18 @@ pub fn verify(bytes: &[u8]) -> Result<Header, SnapshotError> {
 pub fn check_file(path: &Path) -> Result<Header, SnapshotError> {
     use std::io::Read;
     let mut f = File::open(path)?;
-    let mut head = [0u8; HEADER_LEN];
     let actual = f.metadata()?.len();
     if actual < HEADER_LEN as u64 {
         return Err(SnapshotError::TooShort);
     }
+    let mut head = [0u8; HEADER_LEN];
     f.read_exact(&mut head)?;
     let header = parse_header(&head)?;
-    let expected = HEADER_LEN as u64 + header.body_len;
-    if actual != expected {
-        return Err(SnapshotError::Length { expected, actual });
-    }
+    header.check_len(actual)?;
+    // A file that changed length while read hashes differently, so the sum catches that too.
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut read = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        read += n as u64;
-    }
-    if read != header.body_len {
-        // The file changed length while it was read.
-        return Err(SnapshotError::Length {
-            expected,
-            actual: HEADER_LEN as u64 + read,
-        });
-    }
-    let sum = hasher.digest();
-    if sum != header.checksum {
-        return Err(SnapshotError::Checksum {
-            expected: header.checksum,
-            actual: sum,
-        });
-    }
+    io::copy(&mut io::BufReader::with_capacity(1 << 20, f), &mut hasher)?;
+    header.check_sum(hasher.digest())?;
     Ok(header)
 }
 

@@ -153,8 +153,8 @@ enum KeysCommand {
         /// A label for the key.
         #[arg(long, default_value = "")]
         name: String,
-        /// Expire the key after this many days.
-        #[arg(long)]
+        /// Expire the key after this many days (1 to 3650, as the API allows).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
         expires_in_days: Option<u32>,
     },
     /// List keys (never secrets): id, prefix, team, scopes, state, name (tab-separated).

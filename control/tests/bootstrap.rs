@@ -90,6 +90,67 @@ async fn bootstrap_is_idempotent_and_follows_the_default_host() {
 }
 
 #[tokio::test]
+async fn a_team_name_two_teams_share_is_refused_not_guessed_and_only_bootstraps_team_operates() {
+    each_backend(|h| async move {
+        let mut conn = h.db.pool.acquire().await.unwrap();
+        assert!(db::teams::is_operator(&mut conn, &h.team_id).await.unwrap());
+        drop(conn);
+        // A second team renames itself `admin` (as `PATCH /account` lets it).
+        let imposter = db::teams::create_team(&h.db, "someone").await.unwrap();
+        assert!(
+            db::teams::rename(&h.db, &imposter.id, "admin")
+                .await
+                .unwrap()
+        );
+        let mut conn = h.db.pool.acquire().await.unwrap();
+        assert!(
+            !db::teams::is_operator(&mut conn, &imposter.id)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !db::teams::is_operator(&mut conn, "team_nope")
+                .await
+                .unwrap()
+        );
+        drop(conn);
+
+        // By name, the CLI's lookups refuse and name both ids; by id, each is found.
+        for err in [
+            db::teams::find(&h.db, "admin").await.unwrap_err(),
+            db::teams::find_or_create_team(&h.db, "admin")
+                .await
+                .unwrap_err(),
+        ] {
+            let text = format!("{err:#}");
+            assert!(
+                text.contains(&h.team_id) && text.contains(&imposter.id),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            db::teams::find(&h.db, &imposter.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            imposter.id
+        );
+        assert_eq!(
+            db::teams::find_or_create_team(&h.db, &h.team_id)
+                .await
+                .unwrap(),
+            h.team_id
+        );
+        // A unique name still resolves, and the teams are unchanged.
+        assert_eq!(db::teams::find(&h.db, "nobody-else").await.unwrap(), None);
+        assert_eq!(db::teams::list(&h.db).await.unwrap().len(), 2);
+        h
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn snapshot_body_matches_the_feed() {
     each_backend(|h| async move {
         let a = h.create(json!({"destinationUrl": "https://a.example/", "slug": "a1", "password": "pw", "geoTargets": {"FR": "https://fr.example/"}})).await;

@@ -192,6 +192,27 @@ async fn the_default_domain_redirects_are_set_by_an_admin_key_and_published() {
             .call("PATCH", &uri, Some(&key), Some(json!({"rootRedirect": "https://e.example/"})))
             .await;
         r.assert_error(403, "FORBIDDEN");
+        // Nor may another team's `*` key: every team may hold one for its own resources, and
+        // the default domain's redirects and pages answer for every tenant. Nothing changes.
+        let (_, other_star) = h.team_key("admin", &["*"]).await;
+        let before = h.admin("GET", &uri, None).await.data().clone();
+        let seq = h.feed_head().await;
+        for body in [
+            json!({"rootRedirect": "https://evil.example/"}),
+            json!({"notFoundRedirect": "https://evil.example/"}),
+            json!({"pages": {"notFound": {"title": "pwned", "message": "pwned"}}}),
+            json!({"httpsRedirect": true}),
+        ] {
+            let r = h.call("PATCH", &uri, Some(&other_star), Some(body.clone())).await;
+            r.assert_error(403, "FORBIDDEN");
+        }
+        assert_eq!(h.admin("GET", &uri, None).await.data(), &before);
+        assert_eq!(h.feed_head().await, seq, "{:?}", h.changes_after(seq).await);
+        // The operator's own key still can.
+        let r = h
+            .admin("PATCH", &uri, Some(json!({"rootRedirect": "https://example.com/again"})))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.json);
         let (_, links_only) = h.team_key("third", &["links:*"]).await;
         let r = h.call("GET", "/api/v1/domains", Some(&links_only), None).await;
         r.assert_error(403, "FORBIDDEN");

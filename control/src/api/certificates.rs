@@ -112,9 +112,8 @@ pub async fn renew(
     let domain = domains::get_visible(&mut *w.tx, &caller.team_id, &id)
         .await?
         .ok_or(ApiError::NotFound("domain"))?;
-    if domain.is_default {
-        // Shared by every team: only the operator's all-powerful key may act on it.
-        caller.require("*")?;
+    if domain.team_id.is_none() {
+        super::domains::require_operator(&mut w.tx, &caller, &domain.host).await?;
     }
     if !domain.verified {
         return Err(ApiError::DomainNotVerified(domain.host));
@@ -157,7 +156,7 @@ pub fn openapi_operation(op: super::Op) -> serde_json::Value {
     match op {
         super::Op::RenewCertificate => json!({"tags": ["domains"], "parameters": id, "responses": {
             "202": ok_json("Ordered; the worker picks it up at once", cert),
-            "403": err("FORBIDDEN (the default domain needs a `*` key) or DOMAIN_NOT_VERIFIED"),
+            "403": err("FORBIDDEN (a shared domain needs a `*` key of the operator's team) or DOMAIN_NOT_VERIFIED"),
             "404": err("NOT_FOUND")}}),
         _ => json!({"tags": ["domains"], "parameters": id, "responses": {
             "200": ok_json("The domain's certificate (never its key) and ACME order", cert),

@@ -12,8 +12,10 @@
 //!
 //! Every write appends its feed ops in the same transaction: `UpsertDomain` so proxies know
 //! the host, `DeleteDomain` (which drops its links at the edge too), `TlsChanged` when a
-//! well-known answer or the HTTPS redirect changes. Changing the default domain needs a key
-//! holding `*` (the operator's admin key); `domains:write` suffices for a team's own domains.
+//! well-known answer or the HTTPS redirect changes. Changing the default domain (or a shared
+//! premium one) needs a key holding `*` that belongs to the operator's team (the one
+//! bootstrap made; see `db::teams::is_operator`): every team may hold a `*` key for its own
+//! resources. `domains:write` suffices for a team's own domains.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -494,6 +496,23 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// For a domain every team shares (the default, a shared premium one): only the operator's
+/// all-powerful key may act on it. Any team may mint itself a `*` key for its own resources,
+/// so the scope alone is not enough; the key must also be the operator team's.
+pub(super) async fn require_operator(
+    conn: &mut sqlx::AnyConnection,
+    caller: &Caller,
+    host: &str,
+) -> ApiResult<()> {
+    caller.require("*")?;
+    if !db::teams::is_operator(conn, &caller.team_id).await? {
+        return Err(ApiError::NotPermitted(format!(
+            "{host} is shared by every team: only the operator's team may change it"
+        )));
+    }
+    Ok(())
+}
+
 /// `PATCH /api/v1/domains/{id}`
 pub async fn update(
     State(state): State<AppState>,
@@ -509,8 +528,7 @@ pub async fn update(
         .await?
         .ok_or(ApiError::NotFound("domain"))?;
     if row.team_id.is_none() {
-        // Shared by every team: only the operator's all-powerful key may change it.
-        caller.require("*")?;
+        require_operator(&mut w.tx, &caller, &row.host).await?;
     }
     if let Some(v) = root {
         row.root_redirect = v;
@@ -739,7 +757,7 @@ pub fn openapi_operation(op: super::Op) -> serde_json::Value {
             "responses": {
                 "200": ok_json("The updated domain", domain),
                 "400": err("INVALID_URL: not http(s), or a sling domain (loop)"),
-                "403": err("FORBIDDEN: the default domain needs a `*` key"),
+                "403": err("FORBIDDEN: a shared domain needs a `*` key of the operator's team"),
                 "404": err("NOT_FOUND"),
             },
         }),

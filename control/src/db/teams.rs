@@ -37,7 +37,7 @@ pub async fn create_team(db: &Db, name: &str) -> anyhow::Result<Team> {
 pub async fn create_team_with_plan(db: &Db, name: &str, plan: &str) -> anyhow::Result<Team> {
     let name = valid_name(name).map_err(anyhow::Error::msg)?;
     let mut w = db.begin_write().await?;
-    let team = insert_team(&mut w.tx, name, plan, super::now_ms()).await?;
+    let team = insert_team(&mut w.tx, name, plan, super::now_ms(), false).await?;
     w.commit().await?;
     Ok(team)
 }
@@ -83,8 +83,8 @@ pub async fn rename(db: &Db, team_id: &str, name: &str) -> sqlx::Result<bool> {
     Ok(res.rows_affected() > 0)
 }
 
-/// A team by id, else the oldest team with that name.
-pub async fn find(db: &Db, name_or_id: &str) -> sqlx::Result<Option<Team>> {
+/// A team by id, else the one team with that name (an error when several share it).
+pub async fn find(db: &Db, name_or_id: &str) -> anyhow::Result<Option<Team>> {
     if let Some(t) = find_by_id(db, name_or_id).await? {
         return Ok(Some(t));
     }
@@ -96,6 +96,7 @@ async fn insert_team(
     name: &str,
     plan: &str,
     now_ms: i64,
+    operator: bool,
 ) -> anyhow::Result<Team> {
     let team = Team {
         id: crate::ids::new_id("team"),
@@ -103,14 +104,17 @@ async fn insert_team(
         plan: plan.to_owned(),
         created_at: now_ms,
     };
-    sqlx::query("INSERT INTO teams (id, name, plan, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&team.id)
-        .bind(&team.name)
-        .bind(&team.plan)
-        .bind(team.created_at)
-        .execute(&mut *conn)
-        .await
-        .context("inserting team")?;
+    sqlx::query(
+        "INSERT INTO teams (id, name, plan, created_at, is_operator) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&team.id)
+    .bind(&team.name)
+    .bind(&team.plan)
+    .bind(team.created_at)
+    .bind(i64::from(operator))
+    .execute(&mut *conn)
+    .await
+    .context("inserting team")?;
     Ok(team)
 }
 
@@ -122,15 +126,40 @@ pub async fn find_by_id(db: &Db, id: &str) -> sqlx::Result<Option<Team>> {
     row.as_ref().map(from_row).transpose()
 }
 
-/// The oldest team called `name` (names are not unique; ids are).
-pub async fn find_by_name(db: &Db, name: &str) -> sqlx::Result<Option<Team>> {
-    let row = sqlx::query(
-        "SELECT id, name, plan, created_at FROM teams WHERE name = $1 ORDER BY created_at, id LIMIT 1",
+/// The team called `name`. Names are not unique (any team may rename itself through
+/// `PATCH /account`), so a name two teams share is an error listing their ids rather than a
+/// guess that could hand a key or a plan to the wrong tenant.
+pub async fn find_by_name(db: &Db, name: &str) -> anyhow::Result<Option<Team>> {
+    let rows = sqlx::query(
+        "SELECT id, name, plan, created_at FROM teams WHERE name = $1 ORDER BY created_at, id LIMIT 10",
     )
     .bind(name)
-    .fetch_optional(&db.pool)
+    .fetch_all(&db.pool)
     .await?;
-    row.as_ref().map(from_row).transpose()
+    let mut teams = rows
+        .iter()
+        .map(from_row)
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    if teams.len() > 1 {
+        let ids: Vec<&str> = teams.iter().map(|t| t.id.as_str()).collect();
+        anyhow::bail!(
+            "{} teams are named {name:?} ({}): give the team's id instead",
+            ids.len(),
+            ids.join(", ")
+        );
+    }
+    Ok(teams.pop())
+}
+
+/// Whether `team_id` is the operator's team (`is_operator`, set by bootstrap on the team it
+/// makes with the first `*` key). Only it may change what every tenant shares (the default
+/// domain); any other team may hold `*` for its own resources.
+pub async fn is_operator(conn: &mut sqlx::AnyConnection, team_id: &str) -> sqlx::Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT is_operator FROM teams WHERE id = $1")
+        .bind(team_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found == Some(1))
 }
 
 /// The id of the team with this id, else of the team with this name, else of a new team with
@@ -230,7 +259,14 @@ pub async fn bootstrap(db: &Db, default_domain_host: &str) -> anyhow::Result<Opt
         .await?
         .try_get(0)?;
     let secret = if teams == 0 {
-        let team = insert_team(&mut w.tx, ADMIN_TEAM, crate::plans::UNLIMITED_PLAN, now).await?;
+        let team = insert_team(
+            &mut w.tx,
+            ADMIN_TEAM,
+            crate::plans::UNLIMITED_PLAN,
+            now,
+            true,
+        )
+        .await?;
         let (_, secret) =
             keys::insert_key(&mut w.tx, &team.id, "admin", &["*".to_owned()], None, now).await?;
         Some(secret)

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod ops;
 pub mod plans;
 pub mod publish;
+pub mod qr;
 pub mod ratelimit;
 pub mod seal;
 pub mod secrets;

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::extract::Query;
-use super::links::{DEFAULT_PER_PAGE, MAX_PER_PAGE};
 use super::ok;
+use super::paging::Paging;
 use crate::auth::Caller;
 use crate::db::api_logs::{self, LogFilter};
 use crate::error::{ApiError, ApiResult};
@@ -50,17 +50,7 @@ pub async fn list(
     caller: Caller,
     Query(p): Query<LogParams>,
 ) -> ApiResult<Response> {
-    let page = p.page.unwrap_or(1);
-    if page == 0 {
-        return Err(ApiError::invalid_field(&["page"], "must be at least 1"));
-    }
-    let per_page = p.per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(ApiError::invalid_field(
-            &["perPage"],
-            format!("must be between 1 and {MAX_PER_PAGE}"),
-        ));
-    }
+    let paging = Paging::new(p.page, p.per_page)?;
     let method = match p.method.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(m) if m.len() <= 10 && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
@@ -89,8 +79,8 @@ pub async fn list(
         path,
         from_ms: time("from", p.from.as_deref())?,
         to_ms: time("to", p.to.as_deref())?,
-        limit: per_page,
-        offset: u64::from(page - 1) * u64::from(per_page),
+        limit: paging.per_page,
+        offset: paging.offset(),
     };
     let (rows, total) = api_logs::list(&state.db, &caller.team_id, &filter).await?;
     let items: Vec<serde_json::Value> = rows
@@ -107,14 +97,5 @@ pub async fn list(
             })
         })
         .collect();
-    Ok(ok(serde_json::json!({
-        "items": items,
-        "pagination": {
-            "page": page,
-            "perPage": per_page,
-            "total": total,
-            "totalPages": total.div_ceil(u64::from(per_page)),
-        }
-    }))
-    .into_response())
+    Ok(ok(paging.envelope(items, total)).into_response())
 }

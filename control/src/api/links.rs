@@ -16,6 +16,7 @@ use sqlx::{Acquire, AnyConnection};
 use super::extract::{Json, Path, Query, from_value};
 use super::link_body::{LinkChanges, LinkInput, LinkView};
 use super::ok;
+use super::paging::Paging;
 use crate::auth::Caller;
 use crate::db::domains::{self, DomainRow};
 use crate::db::links::{self, LinkRow, ListFilter, Sort};
@@ -24,8 +25,6 @@ use crate::error::{ApiError, ApiResult, Detail};
 use crate::plans::DomainKind;
 use crate::state::AppState;
 
-pub const MAX_PER_PAGE: u32 = 100;
-pub const DEFAULT_PER_PAGE: u32 = 20;
 pub const MAX_BULK: usize = 1000;
 const MAX_SEARCH_LEN: usize = 200;
 /// Generated-slug attempts before giving up (each collides with probability ~n/1.9e12).
@@ -317,17 +316,7 @@ pub async fn list(
     caller: Caller,
     Query(p): Query<ListParams>,
 ) -> ApiResult<Response> {
-    let page = p.page.unwrap_or(1);
-    if page == 0 {
-        return Err(ApiError::invalid_field(&["page"], "must be at least 1"));
-    }
-    let per_page = p.per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(ApiError::invalid_field(
-            &["perPage"],
-            format!("must be between 1 and {MAX_PER_PAGE}"),
-        ));
-    }
+    let paging = Paging::new(p.page, p.per_page)?;
     let sort = match p.sort.as_deref() {
         None | Some("createdAt" | "created_at") => Sort::CreatedAt,
         Some("updatedAt" | "updated_at") => Sort::UpdatedAt,
@@ -378,21 +367,12 @@ pub async fn list(
         visible: p.visible,
         sort,
         descending,
-        limit: per_page,
-        offset: u64::from(page - 1) * u64::from(per_page),
+        limit: paging.per_page,
+        offset: paging.offset(),
     };
     let (rows, total) = links::list(&state.db, &caller.team_id, &filter).await?;
     let items: Vec<LinkView> = rows.into_iter().map(|r| view(&state, r)).collect();
-    Ok(ok(serde_json::json!({
-        "items": items,
-        "pagination": {
-            "page": page,
-            "perPage": per_page,
-            "total": total,
-            "totalPages": total.div_ceil(u64::from(per_page)),
-        }
-    }))
-    .into_response())
+    Ok(ok(paging.envelope(items, total)).into_response())
 }
 
 /// `GET /api/v1/links/{id}`

@@ -19,6 +19,8 @@ pub mod keys;
 pub mod link_body;
 pub mod links;
 pub mod openapi;
+pub mod paging;
+pub mod qr;
 pub mod request_id;
 pub mod stats;
 pub mod usage;
@@ -101,6 +103,13 @@ pub enum Op {
     VerifyDomain,
     GetCertificate,
     RenewCertificate,
+    GenerateQr,
+    CreateQr,
+    ListQr,
+    GetQr,
+    UpdateQr,
+    DeleteQr,
+    DownloadQr,
 }
 
 impl Op {
@@ -138,6 +147,13 @@ impl Op {
             Op::VerifyDomain => on(m(Method::Post), domains::verify),
             Op::GetCertificate => on(m(Method::Get), certificates::get),
             Op::RenewCertificate => on(m(Method::Post), certificates::renew),
+            Op::GenerateQr => on(m(Method::Post), qr::generate),
+            Op::CreateQr => on(m(Method::Post), qr::create),
+            Op::ListQr => on(m(Method::Get), qr::list),
+            Op::GetQr => on(m(Method::Get), qr::get),
+            Op::UpdateQr => on(m(Method::Patch), qr::update),
+            Op::DeleteQr => on(m(Method::Delete), qr::delete),
+            Op::DownloadQr => on(m(Method::Get), qr::download),
         }
     }
 }
@@ -171,6 +187,7 @@ const fn route(
 }
 
 const LINK: &str = "/api/v1/links/{id}";
+const QR: &str = "/api/v1/qr/{id}";
 
 /// Every public route.
 pub const ROUTES: &[Route] = &[
@@ -356,7 +373,7 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/domains/{id}",
         Op::UpdateDomain,
         Some("domains:write"),
-        "Set a domain's root and not-found redirects and HTTPS redirect (the default domain needs a `*` key)",
+        "Set a domain's root and not-found redirects and HTTPS redirect (a shared domain needs a `*` key of the operator's team)",
     ),
     // Custom domains (issue 8).
     route(
@@ -394,6 +411,50 @@ pub const ROUTES: &[Route] = &[
         Op::RenewCertificate,
         Some("domains:write"),
         "Order a new certificate now (joins an order already running)",
+    ),
+    // QR codes.
+    route(
+        Method::Post,
+        "/api/v1/qr/generate",
+        Op::GenerateQr,
+        None,
+        "Draw a QR code for a URL or text (SVG or PNG); no key, nothing stored",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/qr",
+        Op::CreateQr,
+        Some("qr:write"),
+        "Save a QR code for a link (scans counted), a URL, text, e-mail, phone, SMS or Wi-Fi",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/qr",
+        Op::ListQr,
+        Some("qr:read"),
+        "List the team's QR codes",
+    ),
+    route(Method::Get, QR, Op::GetQr, Some("qr:read"), "Get a QR code"),
+    route(
+        Method::Patch,
+        QR,
+        Op::UpdateQr,
+        Some("qr:write"),
+        "Change a QR code's title, style or default format",
+    ),
+    route(
+        Method::Delete,
+        QR,
+        Op::DeleteQr,
+        Some("qr:delete"),
+        "Delete a QR code",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/qr/{id}/download",
+        Op::DownloadQr,
+        Some("qr:read"),
+        "Download a QR code's image (format and size may be overridden)",
     ),
 ];
 

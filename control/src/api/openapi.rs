@@ -145,7 +145,7 @@ pub fn operation(op: Op) -> Value {
                 "tags": ["links"],
                 "parameters": [
                     q("page", json!({"type": "integer", "minimum": 1, "default": 1}), "Page number"),
-                    q("perPage", json!({"type": "integer", "minimum": 1, "maximum": links::MAX_PER_PAGE, "default": links::DEFAULT_PER_PAGE}), "Page size (alias: limit); more than 100 is refused"),
+                    q("perPage", json!({"type": "integer", "minimum": 1, "maximum": super::paging::MAX_PER_PAGE, "default": super::paging::DEFAULT_PER_PAGE}), "Page size (alias: limit); more than 100 is refused"),
                     q("search", json!({"type": "string", "maxLength": 200}), "Case-insensitive substring of slug, destination or title"),
                     q("domain", json!({"type": "string"}), "Only links on this host"),
                     q("tag", json!({"type": "string"}), "Only links with this tag"),
@@ -231,6 +231,13 @@ pub fn operation(op: Op) -> Value {
         | Op::DeleteDomain
         | Op::VerifyDomain => super::domains::openapi_operation(op),
         Op::GetCertificate | Op::RenewCertificate => super::certificates::openapi_operation(op),
+        Op::GenerateQr
+        | Op::CreateQr
+        | Op::ListQr
+        | Op::GetQr
+        | Op::UpdateQr
+        | Op::DeleteQr
+        | Op::DownloadQr => super::qr::openapi_operation(op),
     }
 }
 

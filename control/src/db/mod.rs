@@ -18,6 +18,7 @@ pub mod domains;
 pub mod keys;
 pub mod links;
 pub mod outbox;
+pub mod qr_codes;
 pub mod snapshot;
 pub mod stats;
 pub mod teams;

@@ -425,7 +425,11 @@ impl Limiter {
 
 /// The client address used for the anonymous budget (`ConnectInfo` when served; tests have none).
 fn client_ip(req: &Request) -> String {
-    req.extensions()
+    client_ip_of(req.extensions())
+}
+
+fn client_ip_of(extensions: &axum::http::Extensions) -> String {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".to_owned())
@@ -444,8 +448,25 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         match auth::authenticate(&parts, &state).await {
             Ok(c) => Some(c),
             // 503 when the database is down; other failures are the handler's to report (401).
+            // The team is unknown then, so the client IP's anonymous budget is spent and shown:
+            // every response carries X-RateLimit-*, and a client hammering during an outage is
+            // slowed like any anonymous caller.
             Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => {
-                return e.into_response();
+                let bucket = anonymous_bucket(
+                    &client_ip_of(&parts.extensions),
+                    state.config.anonymous_per_minute,
+                );
+                let decision = state.limiter.check(&[bucket]).await;
+                let mut res = if decision.allowed {
+                    e.into_response()
+                } else {
+                    ApiError::RateLimited {
+                        retry_after_secs: decision.retry_after_secs(),
+                    }
+                    .into_response()
+                };
+                decision.apply(res.headers_mut());
+                return res;
             }
             Err(_) => None,
         }

@@ -259,3 +259,51 @@ async fn api_calls_are_logged_for_plans_that_keep_them() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn keys_and_domains_list_in_pages() {
+    each_backend(|h| async move {
+        // The bootstrap key and 24 more: two pages of 20, newest first, none twice.
+        for _ in 0..24 {
+            h.key_with(&["links:read"]).await;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (page, len) in [(1, 20), (2, 5), (3, 0)] {
+            let r = h
+                .admin("GET", &format!("/api/v1/api-keys?page={page}"), None)
+                .await;
+            assert_eq!(r.status, 200, "{}", r.json);
+            let p = &r.data()["pagination"];
+            assert_eq!(p["total"], 25);
+            assert_eq!(p["totalPages"], 2);
+            assert_eq!(p["perPage"], 20);
+            let items = r.data()["items"].as_array().unwrap();
+            assert_eq!(items.len(), len, "page {page}");
+            for k in items {
+                assert!(seen.insert(k["id"].as_str().unwrap().to_owned()));
+            }
+        }
+        let r = h.admin("GET", "/api/v1/api-keys?perPage=100", None).await;
+        assert_eq!(r.data()["items"].as_array().unwrap().len(), 25);
+        for bad in ["page=0", "perPage=0", "perPage=101", "page=x"] {
+            h.admin("GET", &format!("/api/v1/api-keys?{bad}"), None)
+                .await
+                .assert_error(400, "INVALID_REQUEST");
+            h.admin("GET", &format!("/api/v1/domains?{bad}"), None)
+                .await
+                .assert_error(400, "INVALID_REQUEST");
+        }
+
+        // Domains: the default one alone, on one page.
+        let r = h.admin("GET", "/api/v1/domains?perPage=1", None).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert_eq!(r.data()["pagination"]["total"], 1);
+        assert_eq!(r.data()["items"][0]["isDefault"], true);
+        let r = h
+            .admin("GET", "/api/v1/domains?page=2&perPage=1", None)
+            .await;
+        assert_eq!(r.data()["items"].as_array().unwrap().len(), 0);
+        h
+    })
+    .await;
+}

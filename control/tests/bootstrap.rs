@@ -184,6 +184,14 @@ async fn database_down_is_503() {
         h.db.close().await;
         let r = h.call("GET", "/api/v1/links", Some(&key), None).await;
         r.assert_error(503, "UNAVAILABLE");
+        // The key could not be looked up, so the anonymous budget is shown, as on every response.
+        for name in [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+        ] {
+            assert!(r.headers.contains_key(name), "{name}: {:?}", r.headers);
+        }
         assert!(
             !r.json.to_string().contains("pool"),
             "no internals leaked: {}",

@@ -102,7 +102,7 @@ pub fn openapi_operation(op: super::Op) -> serde_json::Value {
             "responses": {"200": ok_json("The updated account", account), "400": err("INVALID_REQUEST")},
         }),
         Op::ListApiKeys => {
-            json!({"tags": ["account"], "responses": {"200": ok_json("Keys that are not revoked, newest first", list_of(key))}})
+            json!({"tags": ["account"], "parameters": super::paging::openapi_parameters(), "responses": {"200": ok_json("Keys that are not revoked, newest first", list_of(key))}})
         }
         Op::CreateApiKey => json!({
             "tags": ["account"],

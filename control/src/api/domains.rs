@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sling_shared::feed::ChangeOp;
 
-use super::extract::Json;
+use super::extract::{Json, Query};
 use super::link_body::present;
 use super::ok;
+use super::paging::PageParams;
 use crate::auth::Caller;
 use crate::config::DomainPolicy;
 use crate::db::{self, Backend, changes, domains, domains::DomainRow, outbox, well_known};
@@ -229,11 +230,22 @@ fn page_text(name: &'static str, text: PageTextIn) -> ApiResult<PageText> {
 }
 
 /// `GET /api/v1/domains`
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<PageParams>,
+) -> ApiResult<Response> {
+    let paging = p.paging()?;
+    // A team has few domains (its plan caps them): read them all, show one page.
     let rows = domains::list_visible(&state.db, &caller.team_id).await?;
+    let total = rows.len() as u64;
     let policy = &state.config.domains;
-    let items: Vec<DomainView> = rows.into_iter().map(|d| view(d, policy)).collect();
-    Ok(ok(json!({ "items": items })).into_response())
+    let items: Vec<DomainView> = paging
+        .slice(rows)
+        .into_iter()
+        .map(|d| view(d, policy))
+        .collect();
+    Ok(ok(paging.envelope(items, total)).into_response())
 }
 
 /// `GET /api/v1/domains/{id}`
@@ -705,9 +717,12 @@ pub fn openapi_operation(op: super::Op) -> serde_json::Value {
         "records": {"type": "array", "items": record}, "hint": s}});
     let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
     match op {
-        Op::ListDomains => json!({"tags": ["domains"], "responses": {"200": ok_json(
+        Op::ListDomains => {
+            json!({"tags": ["domains"], "parameters": super::paging::openapi_parameters(), "responses": {"200": ok_json(
             "The default domain and the team's own",
-            json!({"type": "object", "properties": {"items": {"type": "array", "items": domain}}}))}}),
+            json!({"type": "object", "properties": {"items": {"type": "array", "items": domain},
+                "pagination": {"$ref": "#/components/schemas/Pagination"}}}))}})
+        }
         Op::GetDomain => json!({"tags": ["domains"], "parameters": id, "responses": {
             "200": ok_json("The domain", domain), "404": err("NOT_FOUND")}}),
         Op::CreateDomain => json!({

@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Json, Path};
+use super::extract::{Json, Path, Query};
 use super::ok;
+use super::paging::PageParams;
 use crate::auth::{self, Caller};
 use crate::db::{
     self,
@@ -65,19 +66,20 @@ pub struct CreateKey {
 }
 
 /// `GET /api/v1/api-keys`: the team's keys that are not revoked, newest first.
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
-    let items: Vec<KeyView> = keys::list(&state.db, &caller.team_id)
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<PageParams>,
+) -> ApiResult<Response> {
+    let paging = p.paging()?;
+    let live: Vec<KeyRow> = keys::list(&state.db, &caller.team_id)
         .await?
         .into_iter()
         .filter(|k| k.revoked_at.is_none())
-        .map(KeyView::from)
         .collect();
-    let total = items.len();
-    Ok(ok(serde_json::json!({
-        "items": items,
-        "pagination": {"page": 1, "perPage": total, "total": total, "totalPages": 1},
-    }))
-    .into_response())
+    let total = live.len() as u64;
+    let items: Vec<KeyView> = paging.slice(live).into_iter().map(KeyView::from).collect();
+    Ok(ok(paging.envelope(items, total)).into_response())
 }
 
 /// `POST /api/v1/api-keys` → 201 with the key and its `secret` (shown this once).

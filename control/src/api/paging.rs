@@ -1,12 +1,28 @@
 //! `page` and `perPage` for every list, and the `pagination` object lists answer with.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 
 pub const MAX_PER_PAGE: u32 = 100;
 pub const DEFAULT_PER_PAGE: u32 = 20;
+
+/// The query parameters of a list with no filters of its own (unknown ones, such as `key`,
+/// are ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageParams {
+    pub page: Option<u32>,
+    #[serde(alias = "limit", alias = "per_page")]
+    pub per_page: Option<u32>,
+}
+
+impl PageParams {
+    pub fn paging(&self) -> ApiResult<Paging> {
+        Paging::new(self.page, self.per_page)
+    }
+}
 
 /// A checked page request: `page` from 1, `perPage` 1 to [`MAX_PER_PAGE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,4 +73,12 @@ impl Paging {
             }
         })
     }
+}
+
+/// The OpenAPI parameters `page` and `perPage`.
+pub fn openapi_parameters() -> Value {
+    json!([
+        {"name": "page", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "default": 1}, "description": "Page number"},
+        {"name": "perPage", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": DEFAULT_PER_PAGE}, "description": "Page size (alias: limit)"},
+    ])
 }

@@ -732,6 +732,10 @@ pub fn openapi_operation(op: super::Op) -> Value {
         json!({"type": "object", "properties": props})
     };
     let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let mut list_parameters = super::paging::openapi_parameters();
+    if let Some(list) = list_parameters.as_array_mut() {
+        list.push(json!({"name": "linkId", "in": "query", "required": false, "schema": s, "description": "Only this link's codes"}));
+    }
     let bad = err(
         "INVALID_REQUEST: a bad field (content too long for a code, size too small for it, low contrast, …) or INVALID_URL",
     );
@@ -756,11 +760,7 @@ pub fn openapi_operation(op: super::Op) -> Value {
         }),
         Op::ListQr => json!({
             "tags": ["qr"],
-            "parameters": [
-                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                {"name": "perPage", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": super::paging::MAX_PER_PAGE}},
-                {"name": "linkId", "in": "query", "schema": s},
-            ],
+            "parameters": list_parameters,
             "responses": {"200": ok_json("A page of codes, newest first", json!({"type": "object", "properties": {
                 "items": {"type": "array", "items": qr_object}, "pagination": {"$ref": "#/components/schemas/Pagination"}}}))},
         }),

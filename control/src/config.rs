@@ -213,6 +213,8 @@ pub struct Config {
     pub sealer: crate::seal::Sealer,
     /// The ACME worker's configuration; `None` without `--acme-directory`.
     pub acme: Option<crate::acme::AcmeConfig>,
+    /// How webhook deliveries are sent (`webhooks.rs`).
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl ServeArgs {
@@ -250,8 +252,14 @@ impl ServeArgs {
             None => crate::seal::Sealer::load_or_create(&self.data_dir.join("secret-key"))?,
         };
         let acme = self.acme.validate()?;
+        let webhooks = crate::webhooks::WebhookConfig {
+            allow_private: self.domains.allow_private_webhooks,
+            timeout: Duration::from_millis(self.domains.webhook_timeout_ms.max(100)),
+            ..Default::default()
+        };
         let (verify, domains) = self.domains.validate()?;
         Ok(Config {
+            webhooks,
             verify,
             domains,
             sealer,
@@ -310,6 +318,14 @@ impl Config {
             domains: DomainPolicy::default(),
             sealer: crate::seal::Sealer::new([0x5a; 32]),
             acme: None,
+            webhooks: crate::webhooks::WebhookConfig {
+                // Receivers in tests listen on loopback; retries come quickly.
+                allow_private: true,
+                timeout: Duration::from_secs(2),
+                retry_delays: vec![Duration::from_millis(100), Duration::from_millis(200)],
+                poll: Duration::from_millis(50),
+                ..Default::default()
+            },
         }
     }
 }
@@ -340,6 +356,17 @@ pub struct DomainArgs {
     /// private network; tests). Off, such addresses are refused (SSRF guard).
     #[arg(long = "allow-private-verify", env = "SLING_ALLOW_PRIVATE_VERIFY")]
     pub allow_private_verify: bool,
+    /// Let webhooks be sent to private, loopback and link-local addresses (receivers on a
+    /// private network; tests). Off, such targets are refused (SSRF guard).
+    #[arg(long = "allow-private-webhooks", env = "SLING_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
+    /// Budget of one webhook delivery attempt (milliseconds).
+    #[arg(
+        long = "webhook-timeout-ms",
+        env = "SLING_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub webhook_timeout_ms: u64,
     /// Budget of one DNS query or HTTP fetch of an ownership check (milliseconds).
     #[arg(
         long = "verify-timeout-ms",

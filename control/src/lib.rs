@@ -25,6 +25,7 @@ pub mod secrets;
 pub mod state;
 pub mod validate;
 pub mod verify;
+pub mod webhooks;
 
 pub use config::Config;
 pub use state::AppState;
@@ -90,6 +91,7 @@ pub async fn run(
         state.clone(),
         state.shutdown.subscribe(),
     ));
+    let webhook_worker = tokio::spawn(webhooks::run(state.clone(), state.shutdown.subscribe()));
     let stop = state.shutdown.clone();
     // ConnectInfo gives unauthenticated callers their per-IP rate-limit budget.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -105,5 +107,6 @@ pub async fn run(
     upkeep.await.context("API log upkeep task")?;
     verifier.await.context("domain verification task")?;
     acme_worker.await.context("ACME worker task")?;
+    webhook_worker.await.context("webhook worker task")?;
     Ok(())
 }

@@ -33,6 +33,9 @@ pub struct AppState {
     pub acme_wake: Arc<tokio::sync::Notify>,
     /// The queue of click batches in front of the group-commit writer (`ingest`).
     pub click_writer: Arc<crate::ingest::GroupWriter>,
+    /// Wakes the webhook worker when a delivery is due now (`POST /webhooks/{id}/test`, link
+    /// events); without a wake it finds deliveries at its next poll.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
             shutdown: Arc::new(watch::channel(false).0),
             acme_wake: Arc::new(tokio::sync::Notify::new()),
             click_writer: Arc::default(),
+            webhook_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

@@ -233,7 +233,10 @@ pub async fn check_ownership(
 }
 
 /// Resolves `host` and returns the addresses the SSRF guard lets through, IPv4 first.
-async fn resolve_vetted(cfg: &VerifyConfig, host: &str) -> Result<Vec<IpAddr>, VerifyError> {
+pub(crate) async fn resolve_vetted(
+    cfg: &VerifyConfig,
+    host: &str,
+) -> Result<Vec<IpAddr>, VerifyError> {
     let mut addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => {
@@ -358,7 +361,7 @@ pub fn is_public(ip: IpAddr) -> bool {
 }
 
 /// Maps a reqwest failure to what the user should read.
-fn http_error(e: reqwest::Error, addr: SocketAddr, timeout: Duration) -> VerifyError {
+pub(crate) fn http_error(e: reqwest::Error, addr: SocketAddr, timeout: Duration) -> VerifyError {
     if e.is_timeout() {
         return VerifyError::Timeout(timeout.as_millis());
     }

@@ -272,6 +272,38 @@ fn view(state: &AppState, row: LinkRow) -> LinkView {
     LinkView::new(row, &state.config.short_url_base)
 }
 
+/// Queues `event_type` webhook deliveries, one event per payload, in the caller's transaction.
+/// Returns how many deliveries were queued (the caller wakes the worker after committing).
+async fn link_events(
+    conn: &mut AnyConnection,
+    team_id: &str,
+    event_type: &str,
+    payloads: &[serde_json::Value],
+    now: i64,
+) -> ApiResult<u64> {
+    let ids: Vec<String> = payloads.iter().map(|_| crate::ids::new_id("evt")).collect();
+    let events: Vec<db::webhooks::Event<'_>> = ids
+        .iter()
+        .zip(payloads)
+        .map(|(id, payload)| db::webhooks::Event {
+            id,
+            event_type,
+            payload,
+        })
+        .collect();
+    Ok(db::webhooks::enqueue(conn, team_id, &events, now).await?)
+}
+
+fn link_payload(state: &AppState, row: &LinkRow) -> serde_json::Value {
+    serde_json::json!({ "link": view(state, row.clone()) })
+}
+
+fn wake_webhooks(state: &AppState, queued: u64) {
+    if queued > 0 {
+        state.webhook_wake.notify_one();
+    }
+}
+
 /// `POST /api/v1/links`
 pub async fn create(
     State(state): State<AppState>,
@@ -286,7 +318,10 @@ pub async fn create(
     insert_new(&mut w.tx, &mut row, generated).await?;
     // Counted in the same transaction: a refused create rolls back with its counter.
     usage::consume(&mut w.tx, &caller.team_id, plan, 1, state.clock.now_ms()).await?;
+    let payload = [link_payload(&state, &row)];
+    let queued = link_events(&mut w.tx, &caller.team_id, "link.created", &payload, now).await?;
     commit(&state, w, &[row.upsert_op()], now).await?;
+    wake_webhooks(&state, queued);
     Ok((StatusCode::CREATED, ok(view(&state, row))).into_response())
 }
 
@@ -439,7 +474,10 @@ pub async fn update(
     } else {
         vec![row.upsert_op()]
     };
+    let payload = [link_payload(&state, &row)];
+    let queued = link_events(&mut w.tx, &caller.team_id, "link.updated", &payload, now).await?;
     commit(&state, w, &ops, now).await?;
+    wake_webhooks(&state, queued);
     Ok(ok(view(&state, row)).into_response())
 }
 
@@ -457,7 +495,13 @@ pub async fn delete(
     if !links::delete(&mut w.tx, &caller.team_id, &id).await? {
         return Err(ApiError::NotFound("link"));
     }
+    let payload = [serde_json::json!({
+        "link": {"id": row.id, "domain": row.host, "slug": row.slug},
+        "deletedAt": crate::validate::rfc3339(now),
+    })];
+    let queued = link_events(&mut w.tx, &caller.team_id, "link.deleted", &payload, now).await?;
     commit(&state, w, &[row.delete_op()], now).await?;
+    wake_webhooks(&state, queued);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -478,7 +522,10 @@ async fn set_flag(
     if !links::update(&mut w.tx, &row).await? {
         return Err(ApiError::NotFound("link"));
     }
+    let payload = [link_payload(&state, &row)];
+    let queued = link_events(&mut w.tx, &caller.team_id, "link.updated", &payload, now).await?;
     commit(&state, w, &[row.upsert_op()], now).await?;
+    wake_webhooks(&state, queued);
     Ok(ok(view(&state, row)).into_response())
 }
 
@@ -553,6 +600,7 @@ pub async fn bulk(
         usage::available(&mut w.tx, &caller.team_id, plan, quota_now).await?
     };
     let mut ops = Vec::with_capacity(ready.len());
+    let mut created_payloads = Vec::new();
     for (i, mut row, generated) in ready {
         let created = ops.len() as u64;
         if allowance.is_some_and(|left| created >= left) {
@@ -566,6 +614,7 @@ pub async fn bulk(
             Ok(()) => {
                 sp.commit().await?;
                 ops.push(row.upsert_op());
+                created_payloads.push(link_payload(&state, &row));
                 results[i] = Some(serde_json::json!({
                     "index": i,
                     "success": true,
@@ -591,7 +640,16 @@ pub async fn bulk(
         )
         .await?;
     }
+    let queued = link_events(
+        &mut w.tx,
+        &caller.team_id,
+        "link.created",
+        &created_payloads,
+        now,
+    )
+    .await?;
     commit(&state, w, &ops, now).await?;
+    wake_webhooks(&state, queued);
 
     let results: Vec<serde_json::Value> = results.into_iter().flatten().collect();
     let succeeded = ops.len();

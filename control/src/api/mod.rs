@@ -24,6 +24,7 @@ pub mod qr;
 pub mod request_id;
 pub mod stats;
 pub mod usage;
+pub mod webhooks;
 
 use axum::Router;
 use axum::routing::{MethodFilter, MethodRouter, any, on};
@@ -110,6 +111,13 @@ pub enum Op {
     UpdateQr,
     DeleteQr,
     DownloadQr,
+    CreateWebhook,
+    ListWebhooks,
+    GetWebhook,
+    UpdateWebhook,
+    DeleteWebhook,
+    TestWebhook,
+    ListWebhookDeliveries,
 }
 
 impl Op {
@@ -154,6 +162,13 @@ impl Op {
             Op::UpdateQr => on(m(Method::Patch), qr::update),
             Op::DeleteQr => on(m(Method::Delete), qr::delete),
             Op::DownloadQr => on(m(Method::Get), qr::download),
+            Op::CreateWebhook => on(m(Method::Post), webhooks::create),
+            Op::ListWebhooks => on(m(Method::Get), webhooks::list),
+            Op::GetWebhook => on(m(Method::Get), webhooks::get),
+            Op::UpdateWebhook => on(m(Method::Patch), webhooks::update),
+            Op::DeleteWebhook => on(m(Method::Delete), webhooks::delete),
+            Op::TestWebhook => on(m(Method::Post), webhooks::test),
+            Op::ListWebhookDeliveries => on(m(Method::Get), webhooks::deliveries),
         }
     }
 }
@@ -188,6 +203,7 @@ const fn route(
 
 const LINK: &str = "/api/v1/links/{id}";
 const QR: &str = "/api/v1/qr/{id}";
+const WEBHOOK: &str = "/api/v1/webhooks/{id}";
 
 /// Every public route.
 pub const ROUTES: &[Route] = &[
@@ -455,6 +471,56 @@ pub const ROUTES: &[Route] = &[
         Op::DownloadQr,
         Some("qr:read"),
         "Download a QR code's image (format and size may be overridden)",
+    ),
+    // Webhooks.
+    route(
+        Method::Post,
+        "/api/v1/webhooks",
+        Op::CreateWebhook,
+        Some("webhooks:write"),
+        "Create a webhook; its signing secret is shown once",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/webhooks",
+        Op::ListWebhooks,
+        Some("webhooks:read"),
+        "List the team's webhooks",
+    ),
+    route(
+        Method::Get,
+        WEBHOOK,
+        Op::GetWebhook,
+        Some("webhooks:read"),
+        "Get a webhook",
+    ),
+    route(
+        Method::Patch,
+        WEBHOOK,
+        Op::UpdateWebhook,
+        Some("webhooks:write"),
+        "Change a webhook's URL, events, description or active flag, or rotate its secret",
+    ),
+    route(
+        Method::Delete,
+        WEBHOOK,
+        Op::DeleteWebhook,
+        Some("webhooks:delete"),
+        "Delete a webhook and its deliveries",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/webhooks/{id}/test",
+        Op::TestWebhook,
+        Some("webhooks:write"),
+        "Send a webhook.test event now",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/webhooks/{id}/deliveries",
+        Op::ListWebhookDeliveries,
+        Some("webhooks:read"),
+        "What was sent to a webhook, with each delivery's attempts and outcome",
     ),
 ];
 

@@ -238,6 +238,13 @@ pub fn operation(op: Op) -> Value {
         | Op::UpdateQr
         | Op::DeleteQr
         | Op::DownloadQr => super::qr::openapi_operation(op),
+        Op::CreateWebhook
+        | Op::ListWebhooks
+        | Op::GetWebhook
+        | Op::UpdateWebhook
+        | Op::DeleteWebhook
+        | Op::TestWebhook
+        | Op::ListWebhookDeliveries => super::webhooks::openapi_operation(op),
     }
 }
 

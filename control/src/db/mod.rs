@@ -23,6 +23,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod teams;
 pub mod usage;
+pub mod webhooks;
 pub mod well_known;
 
 use std::path::Path;

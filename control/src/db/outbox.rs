@@ -1,6 +1,7 @@
-//! The event outbox webhooks will read (`domain.verified`, `domain.deleted`,
-//! `certificate.issued`, …). An event is appended in the same transaction as the change it
-//! describes, so it exists exactly when the change does.
+//! The event outbox (`domain.verified`, `domain.deleted`, `certificate.issued`, …). An event is
+//! appended in the same transaction as the change it describes, so it exists exactly when the
+//! change does, and so do its webhook deliveries ([`super::webhooks::enqueue`]). Link events,
+//! far more numerous, skip this table and go to the deliveries alone.
 
 use sqlx::Row;
 
@@ -33,8 +34,16 @@ pub async fn append(
     .bind(event_type)
     .bind(json)
     .bind(now_ms)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if let Some(team) = team_id {
+        let event = super::webhooks::Event {
+            id: &id,
+            event_type,
+            payload,
+        };
+        super::webhooks::enqueue(conn, team, &[event], now_ms).await?;
+    }
     Ok(id)
 }
 

@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
+use sling_shared::clicks::QR_MARKER;
 use sling_shared::host::normalize_request_host;
 use sling_shared::link::{ArchivedDomainRecord, ArchivedLinkRecord, LinkRecord, PageText};
 use sling_shared::snapshot::ArchivedSnapshotBody;
@@ -308,7 +309,8 @@ fn decide<'l, L: LinkFields>(
         None if *method == Method::POST => return Decision::MethodNotAllowed,
         None => {}
     }
-    let query = query.filter(|q| link.forward_query() && !q.is_empty());
+    // A query that is only sling's QR marker forwards nothing (and keeps plain links borrowed).
+    let query = query.filter(|q| link.forward_query() && !q.is_empty() && *q != QR_MARKER);
     Decision::Redirect(Redirect {
         status: redirect_status(link.redirect_type()),
         location: build_target(pick_target(link, facts), link.utm(), query),
@@ -373,6 +375,7 @@ fn redirect_status(code: u16) -> StatusCode {
 ///
 /// Precedence, lowest first: the destination's own parameters, then the link's UTM parameters
 /// (each replaces every destination parameter of the same name), then the request's parameters
+/// less sling's QR marker (`qr=1`, see `sling_shared::clicks::QR_MARKER`)
 /// (each name present in the request replaces every earlier parameter of that name, so a visitor's
 /// `?utm_source=newsletter` overrides the link's). Replaced parameters are removed and the
 /// replacements appended, in order; everything else keeps its place and its exact encoding. Names
@@ -404,7 +407,9 @@ pub fn build_target<'l>(
         .collect();
     replace_params(&mut params, utm);
     if let Some(query) = query {
-        replace_params(&mut params, split_query(query).collect());
+        // sling's own QR marker is for the click record, not for the destination.
+        let incoming = split_query(query).filter(|(_, pair)| pair != QR_MARKER);
+        replace_params(&mut params, incoming.collect());
     }
 
     let mut out = String::with_capacity(destination.len() + 1 + query.map_or(0, str::len) + 64);

@@ -241,6 +241,26 @@ fn snapshot_rules() {
                 "/withq?b=2",
                 "302 https://example.com/q?a=1&b=2",
             ),
+            // sling's QR marker is not passed on; a destination's own qr=1 stays.
+            ("GET", "sho.rt", "/plain?qr=1", "302 https://example.com/a"),
+            (
+                "GET",
+                "sho.rt",
+                "/plain?qr=1&x=2",
+                "302 https://example.com/a?x=2",
+            ),
+            (
+                "GET",
+                "sho.rt",
+                "/plain?qr=10",
+                "302 https://example.com/a?qr=10",
+            ),
+            (
+                "GET",
+                "sho.rt",
+                "/withq?qr=1",
+                "302 https://example.com/q?a=1",
+            ),
             (
                 "GET",
                 "sho.rt",

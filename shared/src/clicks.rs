@@ -102,6 +102,10 @@ pub struct IngestReceipt {
     pub events: usize,
 }
 
+/// The query parameter sling's QR codes add to a link's short URL (`/{slug}?qr=1`): the proxy
+/// records such a click as a QR scan and does not pass the parameter on to the destination.
+pub const QR_MARKER: &str = "qr=1";
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

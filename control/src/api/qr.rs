@@ -423,7 +423,11 @@ async fn content(
                 .ok_or(ApiError::NotFound("link"))?;
             let title = row.title.clone().or_else(|| Some(row.slug.clone()));
             let view = LinkView::new(row, &state.config.short_url_base);
-            (format!("{}?qr=1", view.short_url), Some(id), title)
+            (
+                format!("{}?{}", view.short_url, sling_shared::clicks::QR_MARKER),
+                Some(id),
+                title,
+            )
         }
         Kind::Url => {
             let url = required("url", body.url)?;

@@ -290,7 +290,8 @@ impl ClickSink {
                 country.as_deref(),
             ],
         );
-        click.qr = query.is_some_and(|q| q.split('&').any(|p| p == "qr=1"));
+        click.qr =
+            query.is_some_and(|q| q.split('&').any(|p| p == sling_shared::clicks::QR_MARKER));
         click
     }
 

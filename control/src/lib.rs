@@ -47,16 +47,10 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Runs the control plane on `listener` until `shutdown` resolves: connects and migrates the
-/// database, bootstraps the default domain and (on an empty database) the admin key, starts the
-/// snapshot publisher, and serves the API. In-flight requests are drained on shutdown.
-pub async fn run(
-    config: Config,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// Connects and migrates the database, bootstraps the default domain and (on an empty database)
+/// the admin key, and creates the premium domains.
+async fn prepare_database(config: &Config) -> anyhow::Result<db::Db> {
     use anyhow::Context;
-
     let db = db::Db::connect(&config.database_url).await?;
     db.migrate().await?;
     if let Some(key) = db::teams::bootstrap(&db, &config.default_domain).await? {
@@ -70,6 +64,60 @@ pub async fn run(
     db::domains::ensure_premium(&db, &config.domains.premium)
         .await
         .context("creating the premium domains")?;
+    Ok(db)
+}
+
+/// Whether `error` comes from not reaching the database (worth waiting for), rather than from
+/// what it answered.
+fn database_unreachable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_))
+        ) || cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            )
+        })
+    })
+}
+
+/// Runs the control plane on `listener` until `shutdown` resolves: prepares the database
+/// ([`prepare_database`], waiting with backoff while it is unreachable), starts the snapshot
+/// publisher and the other workers, and serves the API. In-flight requests are drained on
+/// shutdown.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    // Box::pin: the same shutdown ends the wait for the database and, later, the server.
+    let mut shutdown = Box::pin(shutdown);
+    let mut delay = std::time::Duration::from_millis(250);
+    let db = loop {
+        match prepare_database(&config).await {
+            Ok(db) => break db,
+            // An unreachable database delays the start (so `sling up` keeps its proxy serving
+            // from its snapshot meanwhile); anything else is a configuration error.
+            Err(error) if database_unreachable(&error) => {
+                tracing::warn!(error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64,
+                    "the database is unreachable; retrying");
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    };
     let state = AppState::new(db, config);
     let head = db::changes::head(&state.db)
         .await

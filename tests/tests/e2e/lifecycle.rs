@@ -175,3 +175,53 @@ async fn an_idle_proxy_fetches_each_new_snapshot(backend: Backend) {
         published.elapsed()
     );
 }
+
+/// `sling serve` started while its Postgres cannot be reached waits for it (with backoff)
+/// instead of exiting, and serves as soon as it can: here Postgres is reached through a port
+/// that only starts forwarding three seconds after the control plane started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_started_before_its_database_waits_for_it() {
+    let Some(mut env) = TestEnv::new(Backend::Postgres).await else {
+        return;
+    };
+    let real_url = env.database_url.clone().expect("a Postgres env has a URL");
+    let after_at = real_url.split_once('@').expect("user@host:port").1;
+    let real_addr = after_at.split_once('/').expect("host:port/db").0.to_owned();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    env.database_url = Some(real_url.replace(&real_addr, &format!("127.0.0.1:{port}")));
+
+    const DOWN_FOR: Duration = Duration::from_secs(3);
+    let forwarder = tokio::spawn(async move {
+        tokio::time::sleep(DOWN_FOR).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let real_addr = real_addr.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&real_addr).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+
+    let started = Instant::now();
+    // Returns once the admin key is written, which happens after the database answered.
+    let control = env.start_control(ControlOptions::default()).await;
+    assert!(
+        started.elapsed() >= DOWN_FOR,
+        "the control plane was ready before its database could be reached"
+    );
+    // It serves: a link is created (create_link asserts the 201).
+    let destination = unique_destination("late");
+    let link = control.api().create_link(&destination, None).await;
+    assert_eq!(link.destination_url, destination);
+    forwarder.abort();
+}

@@ -350,10 +350,16 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
+            let o = v6.octets();
+            let seg = v6.segments();
             let nat64 = Ipv6Net::new_assert(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96);
-            if nat64.contains(&v6) {
-                let o = v6.octets();
+            // NAT64 and the deprecated IPv4-compatible form (::a.b.c.d) carry the address last.
+            if nat64.contains(&v6) || (seg[..6] == [0; 6] && !matches!(seg[6..], [0, 0] | [0, 1])) {
                 return is_public(IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15])));
+            }
+            // 6to4 (2002:a.b.c.d::/48) routes to the IPv4 address in bits 16–48.
+            if seg[0] == 0x2002 {
+                return is_public(IpAddr::V4(Ipv4Addr::new(o[2], o[3], o[4], o[5])));
             }
             !BLOCKED_V6.iter().any(|n| n.contains(&v6))
         }
@@ -420,6 +426,11 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "2002:7f00:1::",
+            "2002:a00:1::1",
+            "2002:c0a8:101::",
         ] {
             let ip: IpAddr = bad.parse().unwrap();
             assert!(!is_public(ip), "{bad} must be refused");
@@ -429,6 +440,8 @@ mod tests {
             "1.1.1.1",
             "2606:4700::1111",
             "::ffff:1.1.1.1",
+            "::1.1.1.1",
+            "2002:101:101::",
         ] {
             let ip: IpAddr = good.parse().unwrap();
             assert!(is_public(ip), "{good} must be allowed");

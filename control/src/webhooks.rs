@@ -3,7 +3,9 @@
 //! schedule) before marking it failed. Deliveries are rows written with the change they
 //! describe, so an outage of the receiver, the database or this process delays them; it never
 //! drops one. A worker leases a row before sending it, so replicas never send one twice at once
-//! (a crash between sending and recording can repeat one: receivers dedupe by `id`).
+//! (a crash between sending and recording can repeat one: receivers dedupe by `id`). Each
+//! delivery runs in its own task, at most [`MAX_PER_WEBHOOK`] per webhook, so a slow receiver
+//! delays only its own. An inactive webhook's deliveries wait until it is active again.
 //!
 //! Every request carries:
 //! - `X-Webhook-Id` (the delivery id), `X-Webhook-Event` (the event type), `X-Webhook-Timestamp`
@@ -67,8 +69,57 @@ pub const EVENT_HEADER: &str = "x-webhook-event";
 pub const TIMESTAMP_HEADER: &str = "x-webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
 
-/// Deliveries sent at once by one worker.
-const BATCH: u32 = 16;
+/// Deliveries one worker has in flight at once, in all and to one webhook: a slow receiver
+/// holds up only its own deliveries, never another webhook's.
+const MAX_IN_FLIGHT: usize = 32;
+const MAX_PER_WEBHOOK: usize = 2;
+/// Due rows looked at per round (enough to find other webhooks' behind a busy one's).
+const SCAN: u32 = 200;
+
+/// How many deliveries are in flight per webhook.
+#[derive(Debug, Default)]
+struct InFlight(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+impl InFlight {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        // Plain counters, valid whatever a panicking holder was doing.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn has_room(&self, webhook: &str) -> bool {
+        self.map().get(webhook).copied().unwrap_or(0) < MAX_PER_WEBHOOK
+    }
+}
+
+/// Counts one delivery in flight until dropped (also when its task panics).
+struct Slot {
+    in_flight: std::sync::Arc<InFlight>,
+    webhook: String,
+}
+
+impl Slot {
+    fn take(in_flight: &std::sync::Arc<InFlight>, webhook: &str) -> Slot {
+        *in_flight.map().entry(webhook.to_owned()).or_insert(0) += 1;
+        Slot {
+            in_flight: in_flight.clone(),
+            webhook: webhook.to_owned(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.in_flight.map();
+        if let Some(n) = map.get_mut(&self.webhook) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.webhook);
+            }
+        }
+    }
+}
 
 /// `sha256=<hex of HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
@@ -89,21 +140,20 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     out
 }
 
-/// Runs until `shutdown` turns true.
+/// Runs until `shutdown` turns true, then gives the deliveries in flight one timeout to end (an
+/// unfinished one is sent again once its lease expires).
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let cfg = state.config.webhooks.clone();
+    let cfg = std::sync::Arc::new(state.config.webhooks.clone());
+    let in_flight = std::sync::Arc::new(InFlight::default());
+    let mut tasks = tokio::task::JoinSet::new();
     let mut last_prune = tokio::time::Instant::now();
     loop {
         if *shutdown.borrow() {
-            return;
+            break;
         }
-        match deliver_due(&state, &cfg).await {
-            // A full batch: more may be due.
-            Ok(n) if n >= BATCH as usize => continue,
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), "webhook deliveries could not be read; retrying");
-            }
+        while tasks.try_join_next().is_some() {}
+        if let Err(error) = start_due(&state, &cfg, &in_flight, &mut tasks).await {
+            tracing::warn!(error = %format!("{error:#}"), "webhook deliveries could not be read; retrying");
         }
         if last_prune.elapsed() > Duration::from_secs(3600) {
             last_prune = tokio::time::Instant::now();
@@ -116,35 +166,74 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = state.webhook_wake.notified() => {}
             _ = tokio::time::sleep(cfg.poll) => {}
             _ = shutdown.changed() => {}
+            // A slot came free.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
+    let _ = tokio::time::timeout(cfg.timeout + Duration::from_secs(1), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
 }
 
-/// Sends what is due; returns how many were claimed.
-async fn deliver_due(state: &AppState, cfg: &WebhookConfig) -> anyhow::Result<usize> {
+/// Leases due deliveries while there is room and starts a task for each; returns how many.
+async fn start_due(
+    state: &AppState,
+    cfg: &std::sync::Arc<WebhookConfig>,
+    in_flight: &std::sync::Arc<InFlight>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<usize> {
+    if tasks.len() >= MAX_IN_FLIGHT {
+        return Ok(0);
+    }
     let lease_ms = (cfg.timeout.as_millis() as i64)
         .saturating_mul(3)
         .max(30_000);
-    let claimed = webhooks::claim_due(&state.db, db::now_ms(), lease_ms, BATCH).await?;
-    let n = claimed.len();
-    let sends = claimed.into_iter().map(|(delivery, hook)| async move {
-        let outcome = attempt(state, cfg, &delivery, &hook).await;
-        if outcome.delivered {
-            tracing::debug!(delivery = %delivery.id, webhook = %hook.id, "webhook delivered");
-        } else {
-            tracing::info!(delivery = %delivery.id, webhook = %hook.id, attempt = delivery.attempts + 1,
-                error = outcome.error.as_deref().unwrap_or(""), retry = outcome.retry_at.is_some(),
-                "webhook delivery failed");
+    let mut started = 0;
+    for (id, webhook) in webhooks::due(&state.db, db::now_ms(), SCAN).await? {
+        if tasks.len() >= MAX_IN_FLIGHT {
+            break;
         }
-        // A failed write leaves the lease to expire: the attempt is made again later.
-        if let Err(error) =
-            webhooks::record_attempt(&state.db, &delivery.id, &outcome, db::now_ms()).await
-        {
-            tracing::warn!(%error, delivery = %delivery.id, "recording a webhook attempt failed");
+        if !in_flight.has_room(&webhook) {
+            continue;
         }
-    });
-    futures_util::future::join_all(sends).await;
-    Ok(n)
+        let Some((delivery, hook)) =
+            webhooks::claim(&state.db, &id, db::now_ms(), lease_ms).await?
+        else {
+            continue;
+        };
+        let slot = Slot::take(in_flight, &webhook);
+        let (state, cfg) = (state.clone(), cfg.clone());
+        tasks.spawn(async move {
+            let _slot = slot;
+            deliver(&state, &cfg, &delivery, &hook).await;
+        });
+        started += 1;
+    }
+    Ok(started)
+}
+
+/// Sends one delivery and records the outcome.
+async fn deliver(
+    state: &AppState,
+    cfg: &WebhookConfig,
+    delivery: &webhooks::DeliveryRow,
+    hook: &webhooks::WebhookRow,
+) {
+    let outcome = attempt(state, cfg, delivery, hook).await;
+    if outcome.delivered {
+        tracing::debug!(delivery = %delivery.id, webhook = %hook.id, "webhook delivered");
+    } else {
+        tracing::info!(delivery = %delivery.id, webhook = %hook.id, attempt = delivery.attempts + 1,
+            error = outcome.error.as_deref().unwrap_or(""), retry = outcome.retry_at.is_some(),
+            "webhook delivery failed");
+    }
+    // A failed write leaves the lease to expire: the attempt is made again later.
+    if let Err(error) =
+        webhooks::record_attempt(&state.db, &delivery.id, &outcome, db::now_ms()).await
+    {
+        tracing::warn!(%error, delivery = %delivery.id, "recording a webhook attempt failed");
+    }
 }
 
 /// One attempt at one delivery.

@@ -43,6 +43,11 @@ struct Receiver {
 
 impl Receiver {
     async fn start(statuses: Vec<u16>) -> Receiver {
+        Self::start_slow(statuses, Duration::ZERO).await
+    }
+
+    /// A receiver that takes `delay` to answer each request.
+    async fn start_slow(statuses: Vec<u16>, delay: Duration) -> Receiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let seen = got.clone();
         let app = axum::Router::new().route(
@@ -51,9 +56,13 @@ impl Receiver {
                 let seen = seen.clone();
                 let statuses = statuses.clone();
                 async move {
-                    let mut all = seen.lock().unwrap();
-                    let status = statuses[all.len().min(statuses.len() - 1)];
-                    all.push(Received { headers, body });
+                    let status = {
+                        let mut all = seen.lock().unwrap();
+                        let status = statuses[all.len().min(statuses.len() - 1)];
+                        all.push(Received { headers, body });
+                        status
+                    };
+                    tokio::time::sleep(delay).await;
                     StatusCode::from_u16(status).unwrap()
                 }
             }),
@@ -304,6 +313,10 @@ async fn webhook_targets_are_guarded_against_ssrf_at_creation_and_at_delivery() 
             "http://[::1]/x",
             "http://[fd00::1]/x",
             "http://localhost:9/x",
+            "http://localhost.:9/x",
+            "http://[::127.0.0.1]/x",
+            "http://[2002:7f00:1::]/x",
+            "http://[2002:a00:1::]/x",
             "http://0.0.0.0/x",
             "ftp://example.com/x",
             "javascript:alert(1)",
@@ -408,9 +421,13 @@ async fn webhooks_are_the_teams_own_and_their_fields_are_checked() {
             }
         }
         let r = h
-            .admin("PATCH", &uri, Some(json!({"events": ["domain.verified", "domain.verified"]})))
+            .admin("PATCH", &uri, Some(json!({"events": ["domain.verified", "domain.verified"],
+                                             "description": "ops"})))
             .await;
         assert_eq!(r.data()["events"], json!(["domain.verified"]));
+        assert_eq!(r.data()["description"], "ops");
+        let r = h.admin("PATCH", &uri, Some(json!({"description": null}))).await;
+        assert_eq!(r.data()["description"], Value::Null, "{}", r.json);
 
         assert_eq!(h.admin("DELETE", &uri, None).await.status, 204);
         h.admin("GET", &uri, None)
@@ -419,6 +436,76 @@ async fn webhooks_are_the_teams_own_and_their_fields_are_checked() {
         h.admin("GET", &format!("{uri}/deliveries"), None)
             .await
             .assert_error(404, "NOT_FOUND");
+        h
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_receiver_holds_up_only_its_own_deliveries() {
+    each_backend(|h| async move {
+        start_worker(&h);
+        let slow = Receiver::start_slow(vec![200], Duration::from_secs(3)).await;
+        let fast = Receiver::start(vec![200]).await;
+        let mut hooks = Vec::new();
+        for url in [&slow.url, &fast.url] {
+            let r = h
+                .admin(
+                    "POST",
+                    "/api/v1/webhooks",
+                    Some(json!({"url": url, "events": ["*"]})),
+                )
+                .await;
+            hooks.push(r.data()["id"].as_str().unwrap().to_owned());
+        }
+        for _ in 0..20 {
+            h.admin("POST", &format!("/api/v1/webhooks/{}/test", hooks[0]), None)
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = std::time::Instant::now();
+        h.admin("POST", &format!("/api/v1/webhooks/{}/test", hooks[1]), None)
+            .await;
+        fast.wait_for(1).await;
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "the fast receiver waited {:?} behind the slow one",
+            sent.elapsed()
+        );
+        // The slow one has at most two requests open at a time.
+        assert!(slow.received().len() <= 2, "{}", slow.received().len());
+        h
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_inactive_webhook_pauses_its_retries_until_it_is_active_again() {
+    each_backend(|h| async move {
+        start_worker(&h);
+        let receiver = Receiver::start(vec![500, 200]).await;
+        let r = h
+            .admin(
+                "POST",
+                "/api/v1/webhooks",
+                Some(json!({"url": receiver.url, "events": ["link.created"]})),
+            )
+            .await;
+        let hook = r.data()["id"].as_str().unwrap().to_owned();
+        let uri = format!("/api/v1/webhooks/{hook}");
+        h.create(json!({"destinationUrl": "https://example.com/p"}))
+            .await;
+        receiver.wait_for(1).await;
+        h.admin("PATCH", &uri, Some(json!({"active": false}))).await;
+        // Retries come after 100 and 200 ms in tests: none while inactive.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(receiver.received().len(), 1);
+        let d = deliveries(&h, &hook).await;
+        assert_eq!(d[0]["state"], "pending", "{d:?}");
+        h.admin("PATCH", &uri, Some(json!({"active": true}))).await;
+        let d = wait_state(&h, &hook, "delivered").await;
+        assert_eq!(d["attempts"], 2, "{d}");
+        assert_eq!(receiver.received().len(), 2);
         h
     })
     .await;

@@ -84,7 +84,7 @@ fn target(state: &AppState, raw: &str) -> ApiResult<String> {
         Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
         _ => None,
     };
-    let host = url.host_str().unwrap_or("");
+    let host = url.host_str().unwrap_or("").trim_end_matches('.');
     let local_name = host == "localhost" || host.ends_with(".localhost");
     if !state.config.webhooks.allow_private
         && (literal.is_some_and(|ip| !crate::verify::is_public(ip)) || local_name)
@@ -212,7 +212,9 @@ pub async fn get(
 pub struct PatchBody {
     url: Option<String>,
     events: Option<Vec<String>>,
-    description: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "super::link_body::present")]
+    description: Option<Option<String>>,
     active: Option<bool>,
     #[serde(default)]
     rotate_secret: bool,
@@ -231,8 +233,8 @@ pub async fn update(
     if let Some(e) = body.events {
         row.events = events(e)?;
     }
-    if body.description.is_some() {
-        row.description = description(body.description)?;
+    if let Some(d) = body.description {
+        row.description = description(d)?;
     }
     if let Some(active) = body.active {
         row.active = active;

@@ -291,54 +291,57 @@ pub async fn list_deliveries(
     Ok((rows, u64::try_from(total).unwrap_or(0)))
 }
 
-/// Leases up to `limit` due deliveries for `lease_ms` and returns them with their webhooks.
-/// A row is taken by one worker only: the lease is a conditional update, checked row by row.
-pub async fn claim_due(
-    db: &Db,
-    now_ms: i64,
-    lease_ms: i64,
-    limit: u32,
-) -> sqlx::Result<Vec<(DeliveryRow, WebhookRow)>> {
-    let candidates: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
-         AND lease_until <= $2 ORDER BY next_attempt_at, id LIMIT {limit}"
+/// Due deliveries, oldest first, as (delivery id, webhook id): not leased, of an active
+/// webhook (a test event goes to an inactive one too; other deliveries of an inactive webhook
+/// wait until it is active again).
+pub async fn due(db: &Db, now_ms: i64, limit: u32) -> sqlx::Result<Vec<(String, String)>> {
+    let rows = sqlx::query(&format!(
+        "SELECT d.id, d.webhook_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND d.lease_until <= $2 \
+         AND (w.active = 1 OR d.event_type = $3) ORDER BY d.next_attempt_at, d.id LIMIT {limit}"
     ))
     .bind(now_ms)
     .bind(now_ms)
+    .bind(TEST_EVENT)
     .fetch_all(&db.pool)
     .await?;
-    let mut claimed = Vec::new();
-    for id in candidates {
-        let mut w = db.begin_write().await?;
-        let res = sqlx::query(
-            "UPDATE webhook_deliveries SET lease_until = $1 \
-             WHERE id = $2 AND state = 'pending' AND lease_until <= $3",
-        )
-        .bind(now_ms + lease_ms)
-        .bind(&id)
-        .bind(now_ms)
-        .execute(&mut *w.tx)
-        .await?;
-        if res.rows_affected() == 0 {
-            w.commit().await?;
-            continue;
-        }
-        let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
-        ))
-        .bind(&id)
-        .fetch_one(&mut *w.tx)
-        .await?;
-        let delivery = delivery_from_row(&row)?;
-        let hook = get(&mut *w.tx, &delivery.team_id, &delivery.webhook_id).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Leases one due delivery for `lease_ms` and returns it with its webhook; `None` when another
+/// worker took it first (the lease is a conditional update) or the webhook is gone.
+pub async fn claim(
+    db: &Db,
+    id: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> sqlx::Result<Option<(DeliveryRow, WebhookRow)>> {
+    let mut w = db.begin_write().await?;
+    let res = sqlx::query(
+        "UPDATE webhook_deliveries SET lease_until = $1 \
+         WHERE id = $2 AND state = 'pending' AND lease_until <= $3",
+    )
+    .bind(now_ms + lease_ms)
+    .bind(id)
+    .bind(now_ms)
+    .execute(&mut *w.tx)
+    .await?;
+    if res.rows_affected() == 0 {
         w.commit().await?;
-        match hook {
-            Some(hook) => claimed.push((delivery, hook)),
-            // Deleted meanwhile: its deliveries went with it, or are about to.
-            None => continue,
-        }
+        return Ok(None);
     }
-    Ok(claimed)
+    let row = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&mut *w.tx)
+    .await?;
+    let delivery = delivery_from_row(&row)?;
+    let hook = get(&mut *w.tx, &delivery.team_id, &delivery.webhook_id).await?;
+    w.commit().await?;
+    Ok(hook.map(|hook| (delivery, hook)))
 }
 
 /// What one attempt came to.

@@ -187,10 +187,15 @@ pub enum QrError {
         "foregroundColor and backgroundColor have a contrast ratio of {0:.2}, below {MIN_CONTRAST}: scanners cannot tell them apart reliably"
     )]
     Contrast(f64),
+    #[error(
+        "foregroundColor must be darker than backgroundColor: many scanners cannot read a light code on a dark ground"
+    )]
+    Inverted,
     #[error("the content is empty")]
     Empty,
     #[error(
-        "the content is {len} bytes; a QR code holds at most {max} at errorCorrection {level:?} (a lower level holds more)"
+        "the content is {len} bytes; a QR code holds at most {max} at errorCorrection {level:?}{}",
+        if matches!(level, Correction::L) { "" } else { " (a lower level holds more)" }
     )]
     TooLong {
         len: usize,
@@ -210,7 +215,7 @@ impl QrError {
             QrError::Size | QrError::TooSmall { .. } => "size",
             QrError::Margin => "margin",
             QrError::CornerRadius => "cornerRadius",
-            QrError::Contrast(_) => "foregroundColor",
+            QrError::Contrast(_) | QrError::Inverted => "foregroundColor",
             QrError::Empty | QrError::TooLong { .. } => "content",
         }
     }
@@ -231,6 +236,9 @@ impl Style {
         let contrast = self.foreground_color.contrast(self.background_color);
         if contrast < MIN_CONTRAST {
             return Err(QrError::Contrast(contrast));
+        }
+        if self.foreground_color.luminance() > self.background_color.luminance() {
+            return Err(QrError::Inverted);
         }
         Ok(())
     }
@@ -500,6 +508,14 @@ mod tests {
             (
                 Style {
                     foreground_color: Rgb([200, 200, 200]),
+                    ..ok
+                },
+                "foregroundColor",
+            ),
+            (
+                Style {
+                    foreground_color: Rgb::WHITE,
+                    background_color: Rgb::BLACK,
                     ..ok
                 },
                 "foregroundColor",

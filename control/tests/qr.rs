@@ -234,6 +234,11 @@ async fn generate_refuses_bad_input_with_the_field_at_fault() {
                 "foregroundColor",
             ),
             (
+                json!({"url": "https://a.example/", "foregroundColor": "#ffffff", "backgroundColor": "#000000"}),
+                "INVALID_REQUEST",
+                "foregroundColor",
+            ),
+            (
                 json!({"url": "https://a.example/", "errorCorrection": "X"}),
                 "INVALID_REQUEST",
                 "errorCorrection",
@@ -445,6 +450,23 @@ async fn a_saved_link_code_encodes_the_short_url_counts_scans_and_is_managed_by_
             .await
             .assert_error(401, "UNAUTHORIZED");
 
+        // The link moves to a new slug: its code follows (a new code for it too).
+        let r = h.admin("POST", "/api/v1/qr", Some(json!({"linkId": link_id}))).await;
+        let second = r.data()["id"].as_str().unwrap().to_owned();
+        let r = h
+            .admin("PATCH", &format!("/api/v1/links/{link_id}"), Some(json!({"slug": "menu-2"})))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        let moved = r.data()["shortUrl"].as_str().unwrap().to_owned();
+        let r = h.admin("GET", &format!("/api/v1/qr/{second}"), None).await;
+        assert_eq!(r.data()["content"], format!("{moved}?qr=1"));
+        let png = h
+            .admin("GET", &format!("/api/v1/qr/{second}/download?format=png&size=300"), None)
+            .await;
+        if let Some(text) = decode_png(&png.body) {
+            assert_eq!(text, format!("{moved}?qr=1"));
+        }
+
         // Deleted: gone, and the link stays.
         let r = h.admin("DELETE", &uri, None).await;
         assert_eq!(r.status, 204);
@@ -460,6 +482,17 @@ async fn a_saved_link_code_encodes_the_short_url_counts_scans_and_is_managed_by_
                 .status,
             200
         );
+        // Deleting the link deletes its codes: none is left to send scanners to whoever takes
+        // the freed slug.
+        assert_eq!(
+            h.admin("DELETE", &format!("/api/v1/links/{link_id}"), None)
+                .await
+                .status,
+            204
+        );
+        h.admin("GET", &format!("/api/v1/qr/{second}"), None)
+            .await
+            .assert_error(404, "NOT_FOUND");
         h
     })
     .await;
@@ -523,6 +556,8 @@ async fn every_content_type_encodes_what_phone_cameras_expect() {
             (json!({"url": "https://a.example/", "title": "x".repeat(201)}), "title"),
             (json!({"url": "https://a.example/", "title": "a\u{7}"}), "title"),
             (json!({"type": "vcard", "text": "x"}), "type"),
+            (json!({"type": "url", "url": "https://a.example/", "text": "dropped?"}), "type"),
+            (json!({"type": "phone", "phone": "5550100", "message": "hi"}), "type"),
         ] {
             let r = h.admin("POST", "/api/v1/qr", Some(body.clone())).await;
             r.assert_error(400, "INVALID_REQUEST");

@@ -481,6 +481,8 @@ pub async fn delete(
             }
         )));
     }
+    // The domain's links go with it, and so do their QR codes.
+    db::qr_codes::delete_for_domain(&mut w.tx, &caller.team_id, &id).await?;
     let links = domains::delete_own(&mut w.tx, &caller.team_id, &id)
         .await?
         .ok_or(ApiError::NotFound("domain"))?;

@@ -474,6 +474,11 @@ pub async fn update(
     } else {
         vec![row.upsert_op()]
     };
+    if moved {
+        // Its QR codes follow it to its new short URL.
+        let content = crate::api::qr::link_content(&view(&state, row.clone()).short_url);
+        db::qr_codes::retarget_link(&mut w.tx, &caller.team_id, &row.id, &content, now).await?;
+    }
     let payload = [link_payload(&state, &row)];
     let queued = link_events(&mut w.tx, &caller.team_id, "link.updated", &payload, now).await?;
     commit(&state, w, &ops, now).await?;
@@ -495,6 +500,7 @@ pub async fn delete(
     if !links::delete(&mut w.tx, &caller.team_id, &id).await? {
         return Err(ApiError::NotFound("link"));
     }
+    db::qr_codes::delete_for_link(&mut w.tx, &caller.team_id, &id).await?;
     let payload = [serde_json::json!({
         "link": {"id": row.id, "domain": row.host, "slug": row.slug},
         "deletedAt": crate::validate::rfc3339(now),

@@ -235,10 +235,33 @@ struct CreateBody {
 impl CreateBody {
     /// The type asked for, or the one the single content field given implies.
     fn kind(&self) -> ApiResult<Kind> {
+        let given = self.content_kinds();
         if let Some(k) = self.kind {
+            // A field of another type would be silently dropped: refuse it instead.
+            let phone_for_sms = k == Kind::Sms;
+            if let Some(other) = given
+                .iter()
+                .find(|g| **g != k && !(phone_for_sms && **g == Kind::Phone))
+            {
+                return Err(ApiError::invalid_field(
+                    &["type"],
+                    format!("a {} code takes no {} field", k.as_str(), other.as_str()),
+                ));
+            }
             return Ok(k);
         }
-        let given: Vec<Kind> = [
+        match given[..] {
+            [k] => Ok(k),
+            _ => Err(ApiError::invalid_field(
+                &["type"],
+                "give a type (link, url, text, email, phone, sms, wifi) or exactly one of linkId, url, text, email, phone, wifi",
+            )),
+        }
+    }
+
+    /// The types whose content fields the body carries.
+    fn content_kinds(&self) -> Vec<Kind> {
+        [
             (self.link_id.is_some(), Kind::Link),
             (self.url.is_some(), Kind::Url),
             (self.text.is_some(), Kind::Text),
@@ -249,14 +272,7 @@ impl CreateBody {
         ]
         .into_iter()
         .filter_map(|(present, k)| present.then_some(k))
-        .collect();
-        match given[..] {
-            [k] => Ok(k),
-            _ => Err(ApiError::invalid_field(
-                &["type"],
-                "give a type (link, url, text, email, phone, sms, wifi) or exactly one of linkId, url, text, email, phone, wifi",
-            )),
-        }
+        .collect()
     }
 }
 
@@ -408,6 +424,11 @@ fn email_content(e: EmailIn) -> ApiResult<String> {
     Ok(out)
 }
 
+/// What a link's code encodes: its short URL with sling's QR marker.
+pub fn link_content(short_url: &str) -> String {
+    format!("{short_url}?{}", sling_shared::clicks::QR_MARKER)
+}
+
 /// What the code of `body` encodes, and the link it counts scans for.
 async fn content(
     state: &AppState,
@@ -423,11 +444,7 @@ async fn content(
                 .ok_or(ApiError::NotFound("link"))?;
             let title = row.title.clone().or_else(|| Some(row.slug.clone()));
             let view = LinkView::new(row, &state.config.short_url_base);
-            (
-                format!("{}?{}", view.short_url, sling_shared::clicks::QR_MARKER),
-                Some(id),
-                title,
-            )
+            (link_content(&view.short_url), Some(id), title)
         }
         Kind::Url => {
             let url = required("url", body.url)?;
@@ -612,19 +629,9 @@ pub async fn get(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PatchBody {
-    #[serde(default, with = "double_option")]
+    #[serde(default, deserialize_with = "super::link_body::present")]
     title: Option<Option<String>>,
     format: Option<Format>,
-}
-
-/// `null` and absent told apart: `Some(None)` clears.
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
 }
 
 pub async fn update(

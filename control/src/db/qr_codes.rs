@@ -157,3 +157,57 @@ pub async fn scans(
     }
     Ok(out)
 }
+
+/// Deletes a link's codes with the link (in its transaction): a code left behind would send
+/// scanners to whatever link takes the freed slug next, possibly another team's.
+pub async fn delete_for_link(
+    conn: &mut sqlx::AnyConnection,
+    team_id: &str,
+    link_id: &str,
+) -> sqlx::Result<u64> {
+    let res = sqlx::query("DELETE FROM qr_codes WHERE team_id = $1 AND link_id = $2")
+        .bind(team_id)
+        .bind(link_id)
+        .execute(conn)
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// Deletes the codes of every link on a domain, before the domain's links are deleted.
+pub async fn delete_for_domain(
+    conn: &mut sqlx::AnyConnection,
+    team_id: &str,
+    domain_id: &str,
+) -> sqlx::Result<u64> {
+    let res = sqlx::query(
+        "DELETE FROM qr_codes WHERE team_id = $1 AND link_id IN \
+         (SELECT id FROM links WHERE team_id = $2 AND domain_id = $3)",
+    )
+    .bind(team_id)
+    .bind(team_id)
+    .bind(domain_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected())
+}
+
+/// Points a link's codes at its new short URL (its slug or domain changed), in the link's
+/// transaction.
+pub async fn retarget_link(
+    conn: &mut sqlx::AnyConnection,
+    team_id: &str,
+    link_id: &str,
+    content: &str,
+    now_ms: i64,
+) -> sqlx::Result<u64> {
+    let res = sqlx::query(
+        "UPDATE qr_codes SET content = $1, updated_at = $2 WHERE team_id = $3 AND link_id = $4",
+    )
+    .bind(content)
+    .bind(now_ms)
+    .bind(team_id)
+    .bind(link_id)
+    .execute(conn)
+    .await?;
+    Ok(res.rows_affected())
+}

@@ -67,6 +67,71 @@ async fn prepare_database(config: &Config) -> anyhow::Result<db::Db> {
     Ok(db)
 }
 
+/// What the API answers while the database is unreachable at start: `/healthz` 200, `/readyz`
+/// 503, and every other path 503 UNAVAILABLE in the error envelope, so clients get an answer
+/// instead of a connection that hangs. It serves a clone of the API socket and stops (finishing
+/// what it has in flight) when the real API takes over.
+struct StartingServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StartingServer {
+    /// Starts the stand-in on a clone of `listener`; returns the listener for the real API.
+    fn start(
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<(tokio::net::TcpListener, StartingServer)> {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        use axum::routing::get;
+        let std_listener = listener.into_std()?;
+        let clone = tokio::net::TcpListener::from_std(std_listener.try_clone()?)?;
+        let main = tokio::net::TcpListener::from_std(std_listener)?;
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route(
+                "/readyz",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n") }),
+            )
+            .fallback(|| async {
+                error::ApiError::Unavailable(sqlx::Error::PoolTimedOut).into_response()
+            })
+            .layer(axum::middleware::from_fn(api::request_id::middleware));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(clone, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%error, "the stand-in API server failed");
+            }
+        });
+        Ok((main, StartingServer { stop, task }))
+    }
+
+    /// Starts the stand-in unless it runs already.
+    fn ensure(
+        listener: &mut Option<tokio::net::TcpListener>,
+        starting: &mut Option<StartingServer>,
+    ) -> anyhow::Result<()> {
+        if starting.is_none()
+            && let Some(l) = listener.take()
+        {
+            let (main, stand_in) = StartingServer::start(l)?;
+            *listener = Some(main);
+            *starting = Some(stand_in);
+        }
+        Ok(())
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
 /// Whether `error` comes from not reaching the database (worth waiting for), rather than from
 /// what it answered.
 fn database_unreachable(error: &anyhow::Error) -> bool {
@@ -101,23 +166,56 @@ pub async fn run(
     // Box::pin: the same shutdown ends the wait for the database and, later, the server.
     let mut shutdown = Box::pin(shutdown);
     let mut delay = std::time::Duration::from_millis(250);
+    let mut listener = Some(listener);
+    // While the database is unreachable, a stand-in answers on the same socket.
+    let mut starting: Option<StartingServer> = None;
     let db = loop {
-        match prepare_database(&config).await {
+        let attempt = prepare_database(&config);
+        tokio::pin!(attempt);
+        // One attempt can take seconds (the pool's connect timeout): the stand-in answers
+        // from one second on, so a slow start never leaves a client hanging.
+        let result = loop {
+            tokio::select! {
+                r = &mut attempt => break r,
+                _ = &mut shutdown => {
+                    if let Some(s) = starting { s.stop().await; }
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if starting.is_none() => {
+                    StartingServer::ensure(&mut listener, &mut starting)?;
+                }
+            }
+        };
+        match result {
             Ok(db) => break db,
             // An unreachable database delays the start (so `sling up` keeps its proxy serving
             // from its snapshot meanwhile); anything else is a configuration error.
             Err(error) if database_unreachable(&error) => {
                 tracing::warn!(error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64,
                     "the database is unreachable; retrying");
+                StartingServer::ensure(&mut listener, &mut starting)?;
                 tokio::select! {
-                    _ = &mut shutdown => return Ok(()),
+                    _ = &mut shutdown => {
+                        if let Some(s) = starting { s.stop().await; }
+                        return Ok(());
+                    }
                     _ = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                if let Some(s) = starting {
+                    s.stop().await;
+                }
+                return Err(error);
+            }
         }
     };
+    if let Some(s) = starting {
+        s.stop().await;
+        tracing::info!("the database answers; serving the API");
+    }
+    let listener = listener.context("the API listener")?;
     let state = AppState::new(db, config);
     let head = db::changes::head(&state.db)
         .await

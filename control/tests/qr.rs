@@ -580,7 +580,10 @@ async fn every_content_type_encodes_what_phone_cameras_expect() {
         let all = h.admin("GET", "/api/v1/qr?perPage=100", None).await;
         let items = all.data()["items"].as_array().unwrap();
         let mut kinds: Vec<&str> = items.iter().map(|q| q["type"].as_str().unwrap()).collect();
-        let created: Vec<&str> = items.iter().map(|q| q["createdAt"].as_str().unwrap()).collect();
+        let created: Vec<jiff::Timestamp> = items
+            .iter()
+            .map(|q| q["createdAt"].as_str().unwrap().parse().unwrap())
+            .collect();
         assert!(created.windows(2).all(|w| w[0] >= w[1]), "{created:?}");
         kinds.sort_unstable();
         assert_eq!(kinds, ["email", "phone", "sms", "text", "url", "wifi", "wifi"]);

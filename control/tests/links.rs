@@ -518,6 +518,28 @@ async fn openapi_and_docs_are_public() {
         assert_eq!(r.json["openapi"], "3.1.0");
         assert!(r.json["paths"]["/api/v1/links/{id}"]["patch"].is_object());
         assert!(r.request_id().starts_with("req_"));
+        // Every operation with a JSON body documents the body errors every body can get.
+        for (path, item) in r.json["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if op.get("requestBody").is_some() {
+                    for status in ["400", "413", "415"] {
+                        assert!(
+                            op["responses"][status].is_object(),
+                            "{method} {path}: {status}"
+                        );
+                    }
+                }
+            }
+        }
+        // An operation's own 403 is kept (the certificate renewal names the operator's team).
+        let renew = &r.json["paths"]["/api/v1/domains/{id}/certificate/renew"]["post"];
+        assert!(
+            renew["responses"]["403"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("operator"),
+            "{renew}"
+        );
         let r = h.call("GET", "/docs", None, None).await;
         assert_eq!(r.status, 200);
         let html = String::from_utf8(r.body.to_vec()).unwrap();

@@ -26,13 +26,34 @@ pub fn document() -> Value {
                 let responses = &mut op["responses"];
                 responses["401"] =
                     error_ref("UNAUTHORIZED: missing, invalid, revoked or expired key");
-                responses["403"] = error_ref("FORBIDDEN: the key lacks the required scope");
+                // An operation's own 403 (DOMAIN_NOT_VERIFIED, the operator's team) says more.
+                if responses.get("403").is_none() {
+                    responses["403"] = error_ref("FORBIDDEN: the key lacks the required scope");
+                }
             }
             None => op["security"] = json!([]),
         }
         op["responses"]["429"] = error_ref(
             "RATE_LIMITED: the team's (or, without a key, the client IP's) budget is spent; see Retry-After. Every response carries X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (unix seconds when the bucket is full again)",
         );
+        // Every JSON body goes through the same extractor and body limit.
+        if op.get("requestBody").is_some() {
+            for (status, what) in [
+                (
+                    "400",
+                    "INVALID_REQUEST: malformed JSON, a wrong type or an unknown field",
+                ),
+                ("413", "PAYLOAD_TOO_LARGE"),
+                (
+                    "415",
+                    "UNSUPPORTED_MEDIA_TYPE: Content-Type must be application/json",
+                ),
+            ] {
+                if op["responses"].get(status).is_none() {
+                    op["responses"][status] = error_ref(what);
+                }
+            }
+        }
         op["responses"]["500"] = error_ref("INTERNAL");
         op["responses"]["503"] = error_ref("UNAVAILABLE: the database is unreachable");
         let entry = paths

@@ -78,13 +78,7 @@ pub fn generate_secret() -> String {
 
 /// SHA-256 of the key, lower-case hex.
 pub fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
-    }
-    out
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// The part of a key stored in clear, or `None` when the string cannot be a key.

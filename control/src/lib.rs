@@ -47,6 +47,47 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// [`prepare_database`] until it succeeds; `None` when `shutdown` came first. An unreachable
+/// database delays the start (so `sling up` keeps its proxy serving from its snapshot
+/// meanwhile), retried with backoff; any other error is a configuration error and returned.
+/// While it waits, the stand-in answers on the API socket (from one second on: one attempt can
+/// take seconds, the pool's connect timeout); the caller stops it.
+async fn wait_for_database(
+    config: &Config,
+    shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
+    listener: &mut Option<tokio::net::TcpListener>,
+    starting: &mut Option<StartingServer>,
+) -> anyhow::Result<Option<db::Db>> {
+    let mut delay = std::time::Duration::from_millis(250);
+    loop {
+        let attempt = prepare_database(config);
+        tokio::pin!(attempt);
+        let result = loop {
+            tokio::select! {
+                r = &mut attempt => break r,
+                _ = &mut *shutdown => return Ok(None),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if starting.is_none() => {
+                    StartingServer::ensure(listener, starting)?;
+                }
+            }
+        };
+        match result {
+            Ok(db) => return Ok(Some(db)),
+            Err(error) if database_unreachable(&error) => {
+                tracing::warn!(error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64,
+                    "the database is unreachable; retrying");
+                StartingServer::ensure(listener, starting)?;
+                tokio::select! {
+                    _ = &mut *shutdown => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// Connects and migrates the database, bootstraps the default domain and (on an empty database)
 /// the admin key, and creates the premium domains.
 async fn prepare_database(config: &Config) -> anyhow::Result<db::Db> {
@@ -165,56 +206,18 @@ pub async fn run(
 
     // Box::pin: the same shutdown ends the wait for the database and, later, the server.
     let mut shutdown = Box::pin(shutdown);
-    let mut delay = std::time::Duration::from_millis(250);
     let mut listener = Some(listener);
-    // While the database is unreachable, a stand-in answers on the same socket.
     let mut starting: Option<StartingServer> = None;
-    let db = loop {
-        let attempt = prepare_database(&config);
-        tokio::pin!(attempt);
-        // One attempt can take seconds (the pool's connect timeout): the stand-in answers
-        // from one second on, so a slow start never leaves a client hanging.
-        let result = loop {
-            tokio::select! {
-                r = &mut attempt => break r,
-                _ = &mut shutdown => {
-                    if let Some(s) = starting { s.stop().await; }
-                    return Ok(());
-                }
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if starting.is_none() => {
-                    StartingServer::ensure(&mut listener, &mut starting)?;
-                }
-            }
-        };
-        match result {
-            Ok(db) => break db,
-            // An unreachable database delays the start (so `sling up` keeps its proxy serving
-            // from its snapshot meanwhile); anything else is a configuration error.
-            Err(error) if database_unreachable(&error) => {
-                tracing::warn!(error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64,
-                    "the database is unreachable; retrying");
-                StartingServer::ensure(&mut listener, &mut starting)?;
-                tokio::select! {
-                    _ = &mut shutdown => {
-                        if let Some(s) = starting { s.stop().await; }
-                        return Ok(());
-                    }
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
-            }
-            Err(error) => {
-                if let Some(s) = starting {
-                    s.stop().await;
-                }
-                return Err(error);
-            }
-        }
-    };
+    let waited = wait_for_database(&config, &mut shutdown, &mut listener, &mut starting).await;
     if let Some(s) = starting {
         s.stop().await;
-        tracing::info!("the database answers; serving the API");
+        if matches!(waited, Ok(Some(_))) {
+            tracing::info!("the database answers; serving the API");
+        }
     }
+    let Some(db) = waited? else {
+        return Ok(());
+    };
     let listener = listener.context("the API listener")?;
     let state = AppState::new(db, config);
     let head = db::changes::head(&state.db)

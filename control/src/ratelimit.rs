@@ -145,6 +145,14 @@ impl Decision {
             .div_ceil(1000)
     }
 
+    /// The 429 RATE_LIMITED answer to a refused request (headers added by [`Decision::apply`]).
+    fn refusal(&self) -> Response {
+        ApiError::RateLimited {
+            retry_after_secs: self.retry_after_secs(),
+        }
+        .into_response()
+    }
+
     /// The decision that reports the tightest of several allowed ones.
     fn tighter(self, other: Decision) -> Decision {
         if other.remaining < self.remaining {
@@ -460,10 +468,7 @@ pub async fn middleware(req: Request, next: Next) -> Response {
                 let mut res = if decision.allowed {
                     e.into_response()
                 } else {
-                    ApiError::RateLimited {
-                        retry_after_secs: decision.retry_after_secs(),
-                    }
-                    .into_response()
+                    decision.refusal()
                 };
                 decision.apply(res.headers_mut());
                 return res;
@@ -500,10 +505,7 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         }
         next.run(req).await
     } else {
-        ApiError::RateLimited {
-            retry_after_secs: decision.retry_after_secs(),
-        }
-        .into_response()
+        decision.refusal()
     };
     decision.apply(res.headers_mut());
     if let (Some(c), Some(plan), Some((method, path))) = (caller, plan, log_as)

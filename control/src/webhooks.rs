@@ -131,13 +131,7 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256=");
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Runs until `shutdown` turns true, then gives the deliveries in flight one timeout to end (an

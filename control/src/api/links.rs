@@ -272,26 +272,32 @@ fn view(state: &AppState, row: LinkRow) -> LinkView {
     LinkView::new(row, &state.config.short_url_base)
 }
 
-/// Queues `event_type` webhook deliveries, one event per payload, in the caller's transaction.
-/// Returns how many deliveries were queued (the caller wakes the worker after committing).
+/// Queues `event_type` webhook deliveries, one event per payload, in the caller's transaction;
+/// the payloads are built only when a webhook of the team wants the event. Returns how many
+/// deliveries were queued (the caller wakes the worker after committing).
 async fn link_events(
     conn: &mut AnyConnection,
     team_id: &str,
     event_type: &str,
-    payloads: &[serde_json::Value],
+    payloads: impl FnOnce() -> Vec<serde_json::Value>,
     now: i64,
 ) -> ApiResult<u64> {
+    let hooks = db::webhooks::subscribers(conn, team_id, event_type).await?;
+    if hooks.is_empty() {
+        return Ok(0);
+    }
+    let payloads = payloads();
     let ids: Vec<String> = payloads.iter().map(|_| crate::ids::new_id("evt")).collect();
     let events: Vec<db::webhooks::Event<'_>> = ids
         .iter()
-        .zip(payloads)
+        .zip(&payloads)
         .map(|(id, payload)| db::webhooks::Event {
             id,
             event_type,
             payload,
         })
         .collect();
-    Ok(db::webhooks::enqueue(conn, team_id, &events, now).await?)
+    Ok(db::webhooks::enqueue(conn, &hooks, &events, now).await?)
 }
 
 fn link_payload(state: &AppState, row: &LinkRow) -> serde_json::Value {
@@ -318,8 +324,8 @@ pub async fn create(
     insert_new(&mut w.tx, &mut row, generated).await?;
     // Counted in the same transaction: a refused create rolls back with its counter.
     usage::consume(&mut w.tx, &caller.team_id, plan, 1, state.clock.now_ms()).await?;
-    let payload = [link_payload(&state, &row)];
-    let queued = link_events(&mut w.tx, &caller.team_id, "link.created", &payload, now).await?;
+    let payload = || vec![link_payload(&state, &row)];
+    let queued = link_events(&mut w.tx, &caller.team_id, "link.created", payload, now).await?;
     commit(&state, w, &[row.upsert_op()], now).await?;
     wake_webhooks(&state, queued);
     Ok((StatusCode::CREATED, ok(view(&state, row))).into_response())
@@ -479,8 +485,8 @@ pub async fn update(
         let content = crate::api::qr::link_content(&view(&state, row.clone()).short_url);
         db::qr_codes::retarget_link(&mut w.tx, &caller.team_id, &row.id, &content, now).await?;
     }
-    let payload = [link_payload(&state, &row)];
-    let queued = link_events(&mut w.tx, &caller.team_id, "link.updated", &payload, now).await?;
+    let payload = || vec![link_payload(&state, &row)];
+    let queued = link_events(&mut w.tx, &caller.team_id, "link.updated", payload, now).await?;
     commit(&state, w, &ops, now).await?;
     wake_webhooks(&state, queued);
     Ok(ok(view(&state, row)).into_response())
@@ -501,11 +507,13 @@ pub async fn delete(
         return Err(ApiError::NotFound("link"));
     }
     db::qr_codes::delete_for_link(&mut w.tx, &caller.team_id, &id).await?;
-    let payload = [serde_json::json!({
-        "link": {"id": row.id, "domain": row.host, "slug": row.slug},
-        "deletedAt": crate::validate::rfc3339(now),
-    })];
-    let queued = link_events(&mut w.tx, &caller.team_id, "link.deleted", &payload, now).await?;
+    let payload = || {
+        vec![serde_json::json!({
+            "link": {"id": row.id, "domain": row.host, "slug": row.slug},
+            "deletedAt": crate::validate::rfc3339(now),
+        })]
+    };
+    let queued = link_events(&mut w.tx, &caller.team_id, "link.deleted", payload, now).await?;
     commit(&state, w, &[row.delete_op()], now).await?;
     wake_webhooks(&state, queued);
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -528,8 +536,8 @@ async fn set_flag(
     if !links::update(&mut w.tx, &row).await? {
         return Err(ApiError::NotFound("link"));
     }
-    let payload = [link_payload(&state, &row)];
-    let queued = link_events(&mut w.tx, &caller.team_id, "link.updated", &payload, now).await?;
+    let payload = || vec![link_payload(&state, &row)];
+    let queued = link_events(&mut w.tx, &caller.team_id, "link.updated", payload, now).await?;
     commit(&state, w, &[row.upsert_op()], now).await?;
     wake_webhooks(&state, queued);
     Ok(ok(view(&state, row)).into_response())
@@ -606,7 +614,6 @@ pub async fn bulk(
         usage::available(&mut w.tx, &caller.team_id, plan, quota_now).await?
     };
     let mut ops = Vec::with_capacity(ready.len());
-    let mut created_payloads = Vec::new();
     for (i, mut row, generated) in ready {
         let created = ops.len() as u64;
         if allowance.is_some_and(|left| created >= left) {
@@ -620,7 +627,6 @@ pub async fn bulk(
             Ok(()) => {
                 sp.commit().await?;
                 ops.push(row.upsert_op());
-                created_payloads.push(link_payload(&state, &row));
                 results[i] = Some(serde_json::json!({
                     "index": i,
                     "success": true,
@@ -646,14 +652,16 @@ pub async fn bulk(
         )
         .await?;
     }
-    let queued = link_events(
-        &mut w.tx,
-        &caller.team_id,
-        "link.created",
-        &created_payloads,
-        now,
-    )
-    .await?;
+    // The created links' views are already in the results.
+    let created = || {
+        results
+            .iter()
+            .flatten()
+            .filter(|r| r["success"] == true)
+            .map(|r| serde_json::json!({ "link": r["data"] }))
+            .collect()
+    };
+    let queued = link_events(&mut w.tx, &caller.team_id, "link.created", created, now).await?;
     commit(&state, w, &ops, now).await?;
     wake_webhooks(&state, queued);
 

@@ -280,17 +280,15 @@ fn required<T>(field: &'static str, v: Option<T>) -> ApiResult<T> {
     v.ok_or_else(|| ApiError::invalid_field(&[field], "is required for this type"))
 }
 
-/// RFC 3986 percent-encoding of everything but the unreserved characters.
+/// Everything but RFC 3986's unreserved characters is percent-encoded in `mailto:` parts.
+const MAILTO_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, MAILTO_ESCAPED).to_string()
 }
 
 /// `+` and digits of a phone number written with spaces, dots, dashes or brackets.
@@ -497,6 +495,11 @@ struct QrView {
     updated_at: String,
 }
 
+fn style_json(style: &Style) -> ApiResult<String> {
+    serde_json::to_string(style)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("serialising a QR style: {e}")))
+}
+
 fn stored_style(row: &QrRow) -> ApiResult<Style> {
     serde_json::from_str(&row.style)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored QR style of {}: {e}", row.id)))
@@ -566,8 +569,7 @@ pub async fn create(
         link_id,
         title: asked_title.or(default_title).unwrap_or_default(),
         content,
-        style: serde_json::to_string(&style)
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("serialising a QR style: {e}")))?,
+        style: style_json(&style)?,
         format: format.extension().to_owned(),
         created_at: now,
         updated_at: now,
@@ -652,8 +654,7 @@ pub async fn update(
     if let Some(f) = patch.format {
         row.format = f.extension().to_owned();
     }
-    row.style = serde_json::to_string(&style)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("serialising a QR style: {e}")))?;
+    row.style = style_json(&style)?;
     row.updated_at = db::now_ms();
     if !qr_codes::update(&state.db, &row).await? {
         return Err(ApiError::NotFound("QR code"));

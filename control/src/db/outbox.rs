@@ -37,12 +37,13 @@ pub async fn append(
     .execute(&mut *conn)
     .await?;
     if let Some(team) = team_id {
+        let hooks = super::webhooks::subscribers(conn, team, event_type).await?;
         let event = super::webhooks::Event {
             id: &id,
             event_type,
             payload,
         };
-        super::webhooks::enqueue(conn, team, &[event], now_ms).await?;
+        super::webhooks::enqueue(conn, &hooks, &[event], now_ms).await?;
     }
     Ok(id)
 }

@@ -150,31 +150,39 @@ pub struct Event<'a> {
     pub payload: &'a serde_json::Value,
 }
 
-/// Queues a delivery of each event to each of the team's active webhooks that wants it, in the
-/// caller's transaction: the events exist exactly when the change they describe commits.
-/// Returns how many deliveries were queued.
-pub async fn enqueue(
+/// The team's active webhooks that want `event_type` (none for most teams: callers build an
+/// event's payload only when this is not empty).
+pub async fn subscribers(
     conn: &mut AnyConnection,
     team_id: &str,
-    events: &[Event<'_>],
-    now_ms: i64,
-) -> sqlx::Result<u64> {
-    if events.is_empty() {
-        return Ok(0);
-    }
+    event_type: &str,
+) -> sqlx::Result<Vec<WebhookRow>> {
     let rows = sqlx::query(&format!(
         "SELECT {HOOK_COLUMNS} FROM webhooks WHERE team_id = $1 AND active = 1"
     ))
     .bind(team_id)
     .fetch_all(&mut *conn)
     .await?;
-    let hooks = rows
+    let mut hooks = rows
         .iter()
         .map(hook_from_row)
         .collect::<sqlx::Result<Vec<_>>>()?;
+    hooks.retain(|h| h.wants(event_type));
+    Ok(hooks)
+}
+
+/// Queues a delivery of each event to each of `hooks` ([`subscribers`] of its type), in the
+/// caller's transaction: the events exist exactly when the change they describe commits.
+/// Returns how many deliveries were queued.
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    hooks: &[WebhookRow],
+    events: &[Event<'_>],
+    now_ms: i64,
+) -> sqlx::Result<u64> {
     let mut queued = 0;
-    for hook in &hooks {
-        for e in events.iter().filter(|e| hook.wants(e.event_type)) {
+    for hook in hooks {
+        for e in events {
             insert_delivery(&mut *conn, hook, e, now_ms).await?;
             queued += 1;
         }

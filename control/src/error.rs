@@ -88,6 +88,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("this slug is already taken on this domain")]
     SlugExists,
+    /// A gallery handle is already used on the domain (by any team).
+    #[error("this handle is already taken on this domain")]
+    HandleExists,
     /// A unique `(team, externalId)` pair is already used; documented in the OpenAPI document.
     #[error("another link of this team already has this externalId")]
     ExternalIdExists,
@@ -153,9 +156,10 @@ impl ApiError {
             | Self::LimitReached { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::SlugExists | Self::ExternalIdExists | Self::DomainExists(_) => {
-                StatusCode::CONFLICT
-            }
+            Self::SlugExists
+            | Self::HandleExists
+            | Self::ExternalIdExists
+            | Self::DomainExists(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -178,6 +182,7 @@ impl ApiError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::SlugExists => "SLUG_EXISTS",
+            Self::HandleExists => "HANDLE_EXISTS",
             Self::ExternalIdExists => "EXTERNAL_ID_EXISTS",
             Self::DomainExists(_) => "DOMAIN_EXISTS",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -282,6 +287,8 @@ impl From<sqlx::Error> for ApiError {
                 let what = format!("{} {}", db.constraint().unwrap_or(""), db.message());
                 if what.contains("external_id") {
                     Self::ExternalIdExists
+                } else if what.contains("handle") {
+                    Self::HandleExists
                 } else if what.contains("slug") {
                     Self::SlugExists
                 } else if what.contains("host") {

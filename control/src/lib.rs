@@ -6,6 +6,7 @@ pub mod acme;
 pub mod api;
 pub mod api_logs;
 pub mod auth;
+pub mod bio;
 pub mod clock;
 pub mod config;
 pub mod db;

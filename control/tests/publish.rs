@@ -85,6 +85,44 @@ async fn write_everything(h: &Harness, links: &[String], default_domain: &str) {
     )
     .await;
 
+    // Galleries: published, published then moved, published then taken down.
+    let one = id(&ok(
+        h,
+        "POST",
+        "/api/v1/galleries",
+        Some(json!({"handle": "bio-one", "title": "One", "publish": true,
+            "items": [{"type": "link", "title": "A", "url": "https://example.com/a"}]})),
+    )
+    .await);
+    let two = id(&ok(
+        h,
+        "POST",
+        "/api/v1/galleries",
+        Some(json!({"handle": "bio-two", "title": "Two", "publish": true})),
+    )
+    .await);
+    ok(
+        h,
+        "PATCH",
+        &format!("/api/v1/galleries/{one}"),
+        Some(json!({"handle": "bio-moved"})),
+    )
+    .await;
+    ok(
+        h,
+        "POST",
+        &format!("/api/v1/galleries/{two}/unpublish"),
+        None,
+    )
+    .await;
+    ok(
+        h,
+        "POST",
+        "/api/v1/galleries",
+        Some(json!({"handle": "bio-three", "title": "Three", "publish": true})),
+    )
+    .await;
+
     let domain = format!("/api/v1/domains/{default_domain}");
     ok(
         h,
@@ -139,6 +177,9 @@ async fn an_incremental_snapshot_equals_a_full_read() {
         assert_eq!(second.seq, h.feed_head().await);
         let (built, full) = (read_back(&second), full_read(&h).await);
         assert_eq!(built.link_count(), 10 - 2 + 1 + 25);
+        let mut pages: Vec<&String> = built.domains["localhost"].bio_pages.keys().collect();
+        pages.sort();
+        assert_eq!(pages, ["bio-moved", "bio-three"]);
         assert_eq!(built, full);
 
         // The feed pruned past the previous file (another replica did it): a full read instead.

@@ -24,7 +24,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
-use http::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
+use http::header::{
+    ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT,
+};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -233,7 +235,8 @@ pub async fn run_with_tls_listener(
             accepted = listeners.admin.accept() => {
                 let state = state.clone();
                 serve(&builder, &graceful, accepted, move |req, _| {
-                    std::future::ready(handle_admin(&req, &state))
+                    let is_head = req.method() == Method::HEAD;
+                    std::future::ready(head_response(handle_admin(&req, &state), is_head))
                 });
             }
         }
@@ -482,6 +485,7 @@ async fn handle_proxy(
     tls: bool,
 ) -> Response<Body> {
     let started = Instant::now();
+    let is_head = req.method() == Method::HEAD;
     let host = request_host(&req);
     let early = well_known::Early {
         host,
@@ -494,7 +498,7 @@ async fn handle_proxy(
         state
             .metrics
             .record_request(resp.status(), started.elapsed());
-        return resp;
+        return head_response(resp, is_head);
     }
     let lang = respond::negotiate(
         req.headers()
@@ -508,7 +512,26 @@ async fn handle_proxy(
     state
         .metrics
         .record_request(resp.status(), started.elapsed());
-    resp
+    head_response(resp, is_head)
+}
+
+/// The answer to a HEAD: the same status and headers, `Content-Length` of the body included, and
+/// no body. hyper drops it on HTTP/1.1 but sends it on HTTP/2, where clients reset the stream.
+fn head_response(resp: Response<Body>, is_head: bool) -> Response<Body> {
+    use hyper::body::Body as _;
+    // Redirects have no body: nothing to do, so they stay as they are.
+    if !is_head || resp.body().is_end_stream() {
+        return resp;
+    }
+    let len = resp.body().size_hint().exact();
+    let (mut parts, _) = resp.into_parts();
+    if let Some(len) = len {
+        parts
+            .headers
+            .entry(CONTENT_LENGTH)
+            .or_insert_with(|| HeaderValue::from(len));
+    }
+    Response::from_parts(parts, Body::default())
 }
 
 fn now_ms() -> i64 {

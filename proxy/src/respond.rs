@@ -15,9 +15,9 @@ use http::header::{
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use sling_shared::link::PageText;
+use sling_shared::link::{BIO_PAGE_CSP, PageText};
 
-use crate::router::{Decision, GoneReason};
+use crate::router::{BioPageRef, Decision, GoneReason};
 
 pub type Body = Full<Bytes>;
 
@@ -54,6 +54,11 @@ const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 const PAGE_CSP: HeaderValue = HeaderValue::from_static(
     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",
 );
+/// A republished or unpublished bio page must show at once (the owner checks it right after
+/// publishing), so browsers revalidate every time; the page is small and served from memory.
+const BIO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+/// Checked at compile time, so it cannot fail on a request.
+const BIO_CSP: HeaderValue = HeaderValue::from_static(BIO_PAGE_CSP);
 /// The password page posts to its own URL. Browsers apply `form-action` to every redirect that
 /// follows a submission too (303 back to the link, then the link's 3xx to its destination), so
 /// http(s) destinations must be allowed; the page has no script that could abuse it.
@@ -184,6 +189,38 @@ pub fn respond_in(decision: Decision<'_>, lang: Lang) -> Response<Body> {
         Decision::UriTooLong => page(StatusCode::URI_TOO_LONG, pages.too_long, NO_STORE),
         // The handler answers `Unlock` itself; reaching here means it was not verified: show the form.
         Decision::Locked(_) | Decision::Unlock(_) => password_form(lang, false),
+        // The owner wrote it in one language; `lang` has no say.
+        Decision::BioPage(page) => bio_page(page),
+    }
+}
+
+/// A published bio page (200): the control plane's HTML as it is, under its own CSP. HEAD gets
+/// the same headers; the handler drops the body, as for every page.
+fn bio_page(page: BioPageRef<'_>) -> Response<Body> {
+    let body = match page {
+        // The mapping may be unmapped before the body is written: copy it.
+        BioPageRef::Archived(p) => Bytes::copy_from_slice(p.html.as_bytes()),
+        BioPageRef::Overlay(p) => Bytes::from_owner(SharedHtml(p)),
+    };
+    let mut resp = Response::new(Body::new(body));
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HTML);
+    h.insert(CACHE_CONTROL, BIO_CACHE);
+    h.insert(CONTENT_SECURITY_POLICY, BIO_CSP);
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    resp
+}
+
+/// An overlay page's HTML as a body without copying it.
+struct SharedHtml(std::sync::Arc<sling_shared::link::BioPage>);
+
+impl AsRef<[u8]> for SharedHtml {
+    fn as_ref(&self) -> &[u8] {
+        self.0.html.as_bytes()
     }
 }
 
@@ -624,6 +661,26 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert!(html.contains("<meta name=\"viewport\""));
         assert!(html.ends_with("</html>\n"));
+    }
+
+    #[test]
+    fn a_bio_page_is_served_as_published_under_its_own_policy() {
+        let html = "<!doctype html><title>Jane</title><p>Links <b>here</b></p>";
+        let page = std::sync::Arc::new(sling_shared::link::BioPage {
+            id: "gal_1".into(),
+            html: html.into(),
+        });
+        // The visitor's language changes nothing.
+        let resp = respond_in(Decision::BioPage(BioPageRef::Overlay(page)), Lang::Zh);
+        assert_eq!(resp.status(), 200);
+        let h = resp.headers();
+        assert_eq!(h[CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(h[CONTENT_SECURITY_POLICY], BIO_PAGE_CSP);
+        assert_eq!(h[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[REFERRER_POLICY], "strict-origin-when-cross-origin");
+        assert_eq!(h[CACHE_CONTROL], "no-cache");
+        assert!(h.get(LOCATION).is_none());
+        assert_eq!(futures_body(resp.into_body()), html);
     }
 
     /// The whole body of a page (they are single `Full` frames).

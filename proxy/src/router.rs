@@ -22,7 +22,9 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 use sling_shared::clicks::QR_MARKER;
 use sling_shared::host::normalize_request_host;
-use sling_shared::link::{ArchivedDomainRecord, ArchivedLinkRecord, LinkRecord, PageText};
+use sling_shared::link::{
+    ArchivedBioPage, ArchivedDomainRecord, ArchivedLinkRecord, BioPage, LinkRecord, PageText,
+};
 use sling_shared::snapshot::ArchivedSnapshotBody;
 use url::form_urlencoded;
 
@@ -52,7 +54,64 @@ pub enum Decision<'a> {
     /// A POST to a password-protected link: the handler verifies the submitted password (off the
     /// executor) and answers the form again or a redirect to the same URL with the cookie.
     Unlock(Locked<'a>),
+    /// A GET or HEAD of a published link-in-bio page (`/@handle`). Never a click.
+    BioPage(BioPageRef<'a>),
 }
+
+/// A bio page, without copying its HTML: borrowed from the mapped snapshot or shared with the
+/// overlay.
+#[derive(Clone)]
+pub enum BioPageRef<'a> {
+    Archived(&'a ArchivedBioPage),
+    Overlay(Arc<BioPage>),
+}
+
+impl BioPageRef<'_> {
+    /// The gallery's id.
+    pub fn id(&self) -> &str {
+        match self {
+            BioPageRef::Archived(p) => p.id.as_str(),
+            BioPageRef::Overlay(p) => &p.id,
+        }
+    }
+
+    /// The complete HTML document, served as it is.
+    pub fn html(&self) -> &str {
+        match self {
+            BioPageRef::Archived(p) => p.html.as_str(),
+            BioPageRef::Overlay(p) => &p.html,
+        }
+    }
+
+    /// Copies an archived page out of the snapshot; an overlay page is only shared again.
+    pub fn into_owned(self) -> BioPageRef<'static> {
+        match self {
+            BioPageRef::Archived(p) => BioPageRef::Overlay(Arc::new(BioPage {
+                id: p.id.as_str().to_owned(),
+                html: p.html.as_str().to_owned(),
+            })),
+            BioPageRef::Overlay(p) => BioPageRef::Overlay(p),
+        }
+    }
+}
+
+// By hand: archived types have no `Debug`/`PartialEq`, and a page's HTML is too long to log.
+impl std::fmt::Debug for BioPageRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BioPageRef")
+            .field("id", &self.id())
+            .field("html_len", &self.html().len())
+            .finish()
+    }
+}
+
+impl PartialEq for BioPageRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id() && self.html() == other.html()
+    }
+}
+
+impl Eq for BioPageRef<'_> {}
 
 /// A domain's own text for a page (boxed: rare, and it keeps [`Decision`] small).
 pub type CustomPage = Option<Box<PageText>>;
@@ -166,6 +225,7 @@ impl Decision<'_> {
             Decision::UriTooLong => Decision::UriTooLong,
             Decision::Locked(l) => Decision::Locked(l.into_owned()),
             Decision::Unlock(l) => Decision::Unlock(l.into_owned()),
+            Decision::BioPage(p) => Decision::BioPage(p.into_owned()),
         }
     }
 }
@@ -186,7 +246,8 @@ pub fn route<'a>(
 /// Decides the answer to `method host path?query`, asking `facts` what the link's rules need.
 ///
 /// POST is accepted only on a password-protected link (the form posts to the link's own URL);
-/// anywhere else it is 405.
+/// anywhere else it is 405. `/@handle` is a bio page, looked up apart from links: it is never a
+/// click, and the query string plays no part.
 pub fn route_with<'a>(
     host: &str,
     path: &'a str,
@@ -223,19 +284,37 @@ pub fn route_with<'a>(
             None => Decision::Landing(domain.page(PageKind::Landing)),
         };
     }
+    // One byte compare keeps slug paths from paying for bio pages (`@` is never in a slug).
+    if path.as_bytes().get(1) == Some(&b'@')
+        && let Some(handle) = sling_shared::slug::handle_from_path(path)
+    {
+        // Found or not, a POST is 405 (no form posts here); a missing page is a missing slug.
+        if is_post {
+            return Decision::MethodNotAllowed;
+        }
+        return match view.bio_page(&domain, key, handle) {
+            Some(page) => Decision::BioPage(page),
+            None => not_found(&domain),
+        };
+    }
     let link = sling_shared::slug::from_path(path).and_then(|slug| view.link(&domain, key, slug));
     match link {
         None if is_post => Decision::MethodNotAllowed,
-        None => match domain.not_found_redirect() {
-            Some(location) => domain_redirect(location),
-            None => Decision::NotFound(domain.page(PageKind::NotFound)),
-        },
+        None => not_found(&domain),
         Some(LinkRef::Archived(link)) => {
             with_gone_page(decide(link, query, method, facts), &domain)
         }
         Some(LinkRef::Overlay(link)) => {
             with_gone_page(decide(&*link, query, method, facts).into_owned(), &domain)
         }
+    }
+}
+
+/// No such slug or page: the domain's not-found redirect, else its 404 page.
+fn not_found<'a>(domain: &Domain<'a>) -> Decision<'a> {
+    match domain.not_found_redirect() {
+        Some(location) => domain_redirect(location),
+        None => Decision::NotFound(domain.page(PageKind::NotFound)),
     }
 }
 
@@ -532,17 +611,36 @@ impl<'a> View<'a> {
             .and_then(|d| d.link(slug))
             .map(LinkRef::Archived)
     }
+
+    /// The bio page at `handle` in `domain` (stored under `host`), overlay first: the same
+    /// precedence as [`View::link`].
+    fn bio_page(&self, domain: &Domain<'a>, host: &str, handle: &str) -> Option<BioPageRef<'a>> {
+        if !self.overlay.is_empty()
+            && let Some(entry) = self.overlay.bio_page(host, handle)
+        {
+            let current =
+                entry.seq > self.snapshot_seq && domain.cleared_at.is_none_or(|c| entry.seq > c);
+            if current {
+                return entry.page.map(BioPageRef::Overlay);
+            }
+        }
+        domain
+            .snapshot
+            .and_then(|d| d.bio_page(handle))
+            .map(BioPageRef::Archived)
+    }
 }
 
 /// A resolved domain: where its settings and links come from.
 #[derive(Default)]
 struct Domain<'a> {
-    /// The snapshot's record: links, and settings unless `settings` overrides them. `None` when
-    /// the snapshot lacks the domain or predates its deletion.
+    /// The snapshot's record: links, bio pages, and settings unless `settings` overrides them.
+    /// `None` when the snapshot lacks the domain or predates its deletion.
     snapshot: Option<&'a ArchivedDomainRecord>,
     /// Settings changed since the snapshot.
     settings: Option<Arc<DomainInfo>>,
-    /// Overlay links at or before this sequence belong to a deleted incarnation of the domain.
+    /// Overlay links and pages at or before this sequence belong to a deleted incarnation of the
+    /// domain.
     cleared_at: Option<u64>,
 }
 

@@ -5,10 +5,10 @@
 
 use http::Method;
 use sling_proxy::overlay::Overlay;
-use sling_proxy::router::{Decision, View, route};
+use sling_proxy::router::{BioPageRef, Decision, Facts, View, route, route_with};
 use sling_proxy::snapshot::LoadedSnapshot;
 use sling_shared::feed::{Change, ChangeOp};
-use sling_shared::link::{DomainPages, DomainRecord, LinkRecord, PageText, Param};
+use sling_shared::link::{BioPage, DomainPages, DomainRecord, LinkRecord, PageText, Param};
 use sling_shared::snapshot::{SnapshotBody, encode};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -105,6 +105,27 @@ fn snapshot() -> LoadedSnapshot {
         link("https://example.com/n", |l| l.forward_query = false),
     );
     add("sho.rt", "withq", link("https://example.com/q?a=1", |_| {}));
+    // Bio pages share no namespace with links: `jane` is both, `bob` only a link.
+    add(
+        "sho.rt",
+        "jane",
+        link("https://example.com/jane-link", |_| {}),
+    );
+    add(
+        "sho.rt",
+        "bob",
+        link("https://example.com/bob-link", |_| {}),
+    );
+    let default = body.domains.get_mut("sho.rt").unwrap();
+    default
+        .bio_pages
+        .insert("jane".into(), bio("jane", "snapshot"));
+    default
+        .bio_pages
+        .insert("tomb".into(), bio("tomb", "snapshot"));
+    default
+        .bio_pages
+        .insert("kept".into(), bio("kept", "snapshot"));
     body.domains.insert(
         "go.example".into(),
         DomainRecord {
@@ -114,13 +135,23 @@ fn snapshot() -> LoadedSnapshot {
             not_found_redirect: Some("https://example.com/nf".into()),
             pages: Default::default(),
             links: [("go".to_string(), link("https://example.com/go", |_| {}))].into(),
+            bio_pages: [("acme".to_string(), bio("acme", "snapshot"))].into(),
         },
     );
     let bytes = encode(&body, SNAPSHOT_SEQ, NOW - 60_000).unwrap();
     LoadedSnapshot::from_bytes(&bytes).unwrap()
 }
 
-/// Renders a decision compactly: `302 https://…`, `landing`, `404`, `410 Expired`, `405`, `414`.
+/// A page whose HTML names its handle and where it came from, so a row shows which copy answered.
+fn bio(handle: &str, from: &str) -> BioPage {
+    BioPage {
+        id: format!("gal_{handle}"),
+        html: format!("<p>@{handle} {from}</p>"),
+    }
+}
+
+/// Renders a decision compactly: `302 https://…`, `landing`, `404`, `410 Expired`, `405`, `414`,
+/// `bio <html>`.
 fn show(d: &Decision<'_>) -> String {
     match d {
         Decision::Redirect(r) => format!("{} {}", r.status.as_u16(), r.location),
@@ -131,6 +162,7 @@ fn show(d: &Decision<'_>) -> String {
         Decision::UriTooLong => "414".into(),
         Decision::Locked(l) => format!("401 {}", l.link_id),
         Decision::Unlock(l) => format!("unlock {}", l.link_id),
+        Decision::BioPage(p) => format!("bio {}", p.html()),
     }
 }
 
@@ -531,4 +563,252 @@ fn a_domain_change_brings_its_own_pages() {
         route("sho.rt", "/nope", None, &Method::GET, &view, NOW),
         Decision::NotFound(None)
     ));
+}
+
+#[test]
+fn bio_pages_from_the_snapshot() {
+    let snap = snapshot();
+    let overlay = Overlay::new();
+    let view = View::new(Some(&snap), &overlay, "sho.rt");
+    const JANE: &str = "bio <p>@jane snapshot</p>";
+    check(
+        &view,
+        &[
+            ("GET", "sho.rt", "/@jane", JANE),
+            ("GET", "sho.rt", "/@jane/", JANE),
+            ("GET", "SHO.RT:8080", "/@jane", JANE),
+            ("HEAD", "sho.rt", "/@jane", JANE),
+            // The query string plays no part (not even sling's QR marker).
+            ("GET", "sho.rt", "/@jane?x=1&y", JANE),
+            ("GET", "sho.rt", "/@jane?qr=1", JANE),
+            ("GET", "sho.rt", "/@jane/?", JANE),
+            // Only GET and HEAD: a page takes no form.
+            ("POST", "sho.rt", "/@jane", "405"),
+            ("POST", "sho.rt", "/@nobody", "405"),
+            ("DELETE", "sho.rt", "/@jane", "405"),
+            // Unknown handles are unknown slugs: 404, or the domain's not-found redirect.
+            ("GET", "sho.rt", "/@nobody", "404"),
+            ("HEAD", "sho.rt", "/@nobody", "404"),
+            ("GET", "sho.rt", "/@Jane", "404"),
+            ("GET", "sho.rt", "/@jane/x", "404"),
+            ("GET", "sho.rt", "/@jane//", "404"),
+            ("GET", "sho.rt", "/@j", "404"),
+            ("GET", "sho.rt", "/@", "404"),
+            ("GET", "sho.rt", "/%40jane", "404"),
+            (
+                "GET",
+                "go.example",
+                "/@nobody?x=1",
+                "302 https://example.com/nf",
+            ),
+            // Pages and links are apart: `/@x` never follows link `x`, `/x` never shows page `x`.
+            (
+                "GET",
+                "sho.rt",
+                "/jane",
+                "302 https://example.com/jane-link",
+            ),
+            ("GET", "sho.rt", "/@bob", "404"),
+            ("GET", "sho.rt", "/bob", "302 https://example.com/bob-link"),
+            ("GET", "sho.rt", "/tomb", "404"),
+            // A page belongs to its domain; unknown hosts get the default domain's, like links.
+            ("GET", "go.example", "/@acme", "bio <p>@acme snapshot</p>"),
+            (
+                "GET",
+                "Go.Example:443",
+                "/@acme/",
+                "bio <p>@acme snapshot</p>",
+            ),
+            ("GET", "sho.rt", "/@acme", "404"),
+            ("GET", "go.example", "/@jane", "302 https://example.com/nf"),
+            ("GET", "unknown.example", "/@jane", JANE),
+            ("GET", "unknown.example", "/@acme", "404"),
+        ],
+    );
+    // A page is never a click: no cookie, click count, device or country is asked for.
+    let facts = Facts {
+        now_ms: NOW,
+        unlocked: &|_, _| panic!("cookie checked"),
+        local_clicks: &|_| panic!("clicks counted"),
+        device: &|| panic!("device parsed"),
+        country: &|| panic!("country looked up"),
+    };
+    for method in [Method::GET, Method::HEAD] {
+        let d = route_with("sho.rt", "/@jane", Some("qr=1"), &method, &view, &facts);
+        assert!(matches!(d, Decision::BioPage(_)), "{d:?}");
+    }
+    // The HTML is handed out of the mapped snapshot, not copied.
+    match route("sho.rt", "/@jane", None, &Method::GET, &view, NOW) {
+        Decision::BioPage(page @ BioPageRef::Archived(_)) => {
+            assert_eq!(page.id(), "gal_jane");
+            // Detached from the snapshot, it is the same page.
+            let owned = Decision::BioPage(page.clone()).into_owned();
+            assert_eq!(owned, Decision::BioPage(page));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn upsert_bio(seq: u64, host: &str, handle: &str, from: &str) -> Change {
+    change(
+        seq,
+        ChangeOp::UpsertBioPage {
+            host: host.into(),
+            handle: handle.into(),
+            page: Box::new(bio(handle, from)),
+        },
+    )
+}
+
+fn delete_bio(seq: u64, host: &str, handle: &str) -> Change {
+    change(
+        seq,
+        ChangeOp::DeleteBioPage {
+            host: host.into(),
+            handle: handle.into(),
+        },
+    )
+}
+
+#[test]
+fn bio_pages_in_the_overlay_shadow_the_snapshot() {
+    let snap = snapshot();
+    let overlay = Overlay::new();
+    for c in [
+        // Older than the snapshot: already in it (or deleted since), must be ignored.
+        upsert_bio(5, "sho.rt", "stale", "stale"),
+        delete_bio(6, "sho.rt", "kept"),
+        upsert_bio(11, "SHO.RT", "jane", "edited"),
+        delete_bio(12, "sho.rt", "tomb"),
+        upsert_bio(13, "go.example", "early", "overlay"),
+        change(
+            14,
+            ChangeOp::DeleteDomain {
+                host: "go.example".into(),
+            },
+        ),
+        upsert_bio(15, "Bio.Example", "solo", "overlay"),
+        // A link at `fresh` does not make a page `fresh`, nor the other way round.
+        upsert(16, "sho.rt", "fresh", "https://example.com/fresh"),
+        upsert_bio(17, "sho.rt", "newpage", "overlay"),
+    ] {
+        overlay.apply(&c);
+    }
+    let view = View::new(Some(&snap), &overlay, "sho.rt");
+    check(
+        &view,
+        &[
+            ("GET", "sho.rt", "/@jane", "bio <p>@jane edited</p>"),
+            ("HEAD", "sho.rt", "/@jane/", "bio <p>@jane edited</p>"),
+            ("POST", "sho.rt", "/@jane", "405"),
+            // The link at the same name is untouched.
+            (
+                "GET",
+                "sho.rt",
+                "/jane",
+                "302 https://example.com/jane-link",
+            ),
+            ("GET", "sho.rt", "/@stale", "404"),
+            ("GET", "sho.rt", "/@kept", "bio <p>@kept snapshot</p>"),
+            // A tombstone hides the snapshot's page.
+            ("GET", "sho.rt", "/@tomb", "404"),
+            ("POST", "sho.rt", "/@tomb", "405"),
+            ("GET", "sho.rt", "/@newpage", "bio <p>@newpage overlay</p>"),
+            ("GET", "sho.rt", "/newpage", "404"),
+            ("GET", "sho.rt", "/@fresh", "404"),
+            ("GET", "sho.rt", "/fresh", "302 https://example.com/fresh"),
+            // A deleted domain takes its pages, snapshot and overlay, with it: the host falls
+            // back to the default domain.
+            ("GET", "go.example", "/@acme", "404"),
+            ("GET", "go.example", "/@early", "404"),
+            ("GET", "go.example", "/@jane", "bio <p>@jane edited</p>"),
+            // A page makes its host known, like a link does.
+            ("GET", "bio.example", "/@solo", "bio <p>@solo overlay</p>"),
+            ("GET", "bio.example", "/@jane", "404"),
+            ("GET", "bio.example", "/plain", "404"),
+            ("GET", "sho.rt", "/@solo", "404"),
+        ],
+    );
+    match route("sho.rt", "/@jane", None, &Method::GET, &view, NOW) {
+        Decision::BioPage(BioPageRef::Overlay(p)) => assert_eq!(p.id, "gal_jane"),
+        other => panic!("{other:?}"),
+    }
+
+    // The domain comes back: its old pages stay gone until published again.
+    overlay.apply(&change(
+        18,
+        ChangeOp::UpsertDomain {
+            id: "d-go2".into(),
+            host: "go.example".into(),
+            root_redirect: None,
+            not_found_redirect: None,
+            pages: Default::default(),
+        },
+    ));
+    overlay.apply(&upsert_bio(19, "go.example", "acme", "republished"));
+    check(
+        &view,
+        &[
+            (
+                "GET",
+                "go.example",
+                "/@acme",
+                "bio <p>@acme republished</p>",
+            ),
+            ("GET", "go.example", "/@early", "404"),
+            ("GET", "go.example", "/@jane", "404"),
+            ("GET", "go.example", "/go", "404"),
+        ],
+    );
+
+    // A newer snapshot supersedes every overlay entry at or below its sequence, even before trim.
+    let newer = {
+        let mut body = SnapshotBody::new("sho.rt");
+        body.apply(&ChangeOp::UpsertBioPage {
+            host: "sho.rt".into(),
+            handle: "jane".into(),
+            page: Box::new(bio("jane", "v2")),
+        });
+        LoadedSnapshot::from_bytes(&encode(&body, 19, NOW).unwrap()).unwrap()
+    };
+    let view = View::new(Some(&newer), &overlay, "sho.rt");
+    check(
+        &view,
+        &[
+            ("GET", "sho.rt", "/@jane", "bio <p>@jane v2</p>"),
+            ("GET", "sho.rt", "/@newpage", "404"),
+            ("GET", "go.example", "/@acme", "404"),
+        ],
+    );
+    overlay.trim(19);
+    assert!(overlay.is_empty());
+}
+
+#[test]
+fn bio_pages_without_a_snapshot() {
+    let overlay = Overlay::new();
+    let view = View::new(None, &overlay, "localhost");
+    check(&view, &[("GET", "localhost", "/@jane", "404")]);
+    overlay.apply(&upsert_bio(1, "localhost", "jane", "overlay"));
+    overlay.apply(&upsert_bio(2, "localhost", "gone", "overlay"));
+    overlay.apply(&delete_bio(3, "localhost", "gone"));
+    check(
+        &view,
+        &[
+            (
+                "GET",
+                "localhost:8080",
+                "/@jane",
+                "bio <p>@jane overlay</p>",
+            ),
+            (
+                "GET",
+                "anything.example",
+                "/@jane",
+                "bio <p>@jane overlay</p>",
+            ),
+            ("GET", "localhost", "/@gone", "404"),
+            ("GET", "localhost", "/jane", "404"),
+        ],
+    );
 }

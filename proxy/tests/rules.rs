@@ -155,6 +155,7 @@ fn body(password_hash: &str) -> SnapshotBody {
             not_found_redirect: Some("https://d.example/nf".into()),
             pages: DomainPages::default(),
             links: [("go".to_string(), link("go", "https://d.example/go", |_| {}))].into(),
+            bio_pages: Default::default(),
         },
     );
     // A domain with its own wording for the landing, 404 and 410 pages.
@@ -166,6 +167,7 @@ fn body(password_hash: &str) -> SnapshotBody {
             root_redirect: None,
             not_found_redirect: None,
             pages: own_pages(),
+            bio_pages: Default::default(),
             links: [
                 ("p".to_string(), link("p", "https://d.example/p", |_| {})),
                 (
@@ -244,6 +246,7 @@ fn show(d: &Decision<'_>) -> String {
         Decision::UriTooLong => "414".into(),
         Decision::Locked(l) => format!("401 form {}", l.link_id),
         Decision::Unlock(l) => format!("verify {}", l.link_id),
+        Decision::BioPage(p) => format!("bio {}", p.id()),
     }
 }
 

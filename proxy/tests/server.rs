@@ -16,7 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sling_proxy::{Config, Listeners};
 use sling_shared::feed::{Change, ChangeOp, FeedPage};
-use sling_shared::link::LinkRecord;
+use sling_shared::link::{BIO_PAGE_CSP, BioPage, LinkRecord};
 use sling_shared::snapshot::{SnapshotBody, encode, list_files, write_atomic};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -120,6 +120,21 @@ async fn serves_redirects_over_http1_and_h2c() {
             .await
             .unwrap();
         assert_eq!(head.status(), 302);
+        // A page's HEAD has its headers and no body, on HTTP/2 too (a body resets the stream).
+        let head = c
+            .head(format!("http://{}/nope", running.proxy))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 404);
+        assert_eq!(head.headers()["content-type"], "text/html; charset=utf-8");
+        let len: usize = head.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(len > 0);
+        assert!(head.bytes().await.unwrap().is_empty());
 
         let missing = c
             .get(format!("http://{}/nope", running.proxy))
@@ -168,6 +183,144 @@ async fn serves_redirects_over_http1_and_h2c() {
     );
 
     running.shutdown().await;
+}
+
+/// Every click the proxy recorded, from the spool it flushes to at shutdown (no control plane).
+fn spooled_clicks(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .flat_map(|batch| {
+            batch
+                .match_indices("\"linkId\":\"")
+                .map(|(at, m)| {
+                    let rest = &batch[at + m.len()..];
+                    rest[..rest.find('"').unwrap()].to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn serves_bio_pages_as_published_and_never_as_a_click() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let html = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+                <title>Jane \u{2728}</title><style>h1{color:#123}</style></head>\
+                <body><h1>Jane \u{2728}</h1><a href=\"https://example.com/\">site</a></body></html>\n";
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = SnapshotBody::new("localhost");
+    body.insert_link(
+        "localhost",
+        "abc",
+        LinkRecord::plain("l1", "https://example.com/a"),
+    );
+    body.apply(&ChangeOp::UpsertBioPage {
+        host: "localhost".into(),
+        handle: "jane".into(),
+        page: Box::new(BioPage {
+            id: "gal_1".into(),
+            html: html.into(),
+        }),
+    });
+    write_atomic(dir.path(), 7, &encode(&body, 7, 0).unwrap()).unwrap();
+    let running = start(config(dir.path())).await;
+    let proxy = running.proxy;
+
+    let assert_page_headers = |resp: &reqwest::Response| {
+        let h = resp.headers();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(h["content-type"], "text/html; charset=utf-8");
+        assert_eq!(h["content-security-policy"], BIO_PAGE_CSP);
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
+        assert_eq!(h["cache-control"], "no-cache");
+        assert!(h.get("location").is_none());
+        assert!(h.get("set-cookie").is_none());
+    };
+    for h2 in [false, true] {
+        let c = client(h2);
+        for target in ["/@jane", "/@jane/?utm_source=x&qr=1"] {
+            let resp = c
+                .get(format!("http://{proxy}{target}"))
+                .send()
+                .await
+                .unwrap();
+            assert_page_headers(&resp);
+            assert_eq!(resp.headers()["content-length"], html.len().to_string());
+            assert_eq!(resp.bytes().await.unwrap(), html.as_bytes(), "{target}");
+        }
+        let head = c
+            .head(format!("http://{proxy}/@jane"))
+            .send()
+            .await
+            .unwrap();
+        assert_page_headers(&head);
+        assert_eq!(head.headers()["content-length"], html.len().to_string());
+        assert!(head.bytes().await.unwrap().is_empty());
+
+        let status = |method: reqwest::Method, target: &'static str| {
+            let c = c.clone();
+            async move {
+                c.request(method, format!("http://{proxy}{target}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(status(reqwest::Method::GET, "/@nobody").await, 404);
+        assert_eq!(status(reqwest::Method::GET, "/jane").await, 404);
+        assert_eq!(status(reqwest::Method::POST, "/@jane").await, 405);
+    }
+
+    // On the wire, HEAD has the page's headers and length and nothing after them.
+    let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    stream
+        .write_all(b"HEAD /@jane HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("\r\ncontent-length: {}\r\n", html.len())),
+        "{head}"
+    );
+    assert_eq!(rest, "", "HEAD sent a body");
+
+    // One redirect, so the spool shows that clicks are recorded at all.
+    let resp = client(false)
+        .get(format!("http://{proxy}/abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+
+    let metrics = client(false)
+        .get(format!("http://{}/metrics", running.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Four GETs and two HEADs over the clients, one raw HEAD.
+    assert!(
+        metrics.contains("sling_proxy_requests_total{class=\"2xx\"} 7"),
+        "{metrics}"
+    );
+    running.shutdown().await;
+    assert_eq!(spooled_clicks(&dir.path().join("click-spool")), ["l1"]);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::link::{DomainPages, LinkRecord};
+use crate::link::{BioPage, DomainPages, LinkRecord};
 
 /// Long-poll change feed: `GET FEED_PATH?after=<seq>&wait_ms=<ms>` with the fleet token.
 pub const FEED_PATH: &str = "/internal/v1/feed";
@@ -69,7 +69,17 @@ pub enum ChangeOp {
         #[serde(default)]
         pages: DomainPages,
     },
-    /// A domain was removed (with all its links).
+    /// The link-in-bio page at `(host, handle)` was published (again).
+    #[serde(rename_all = "camelCase")]
+    UpsertBioPage {
+        host: String,
+        handle: String,
+        page: Box<BioPage>,
+    },
+    /// The page at `(host, handle)` was unpublished, deleted or moved.
+    #[serde(rename_all = "camelCase")]
+    DeleteBioPage { host: String, handle: String },
+    /// A domain was removed (with all its links and pages).
     #[serde(rename_all = "camelCase")]
     DeleteDomain { host: String },
     /// A certificate, an HTTPS policy or a well-known answer changed: fetch the whole

@@ -128,6 +128,37 @@ pub struct DomainRecord {
     pub pages: DomainPages,
     #[serde(skip)]
     pub links: HashMap<String, LinkRecord>,
+    /// Published link-in-bio pages, keyed by handle (served at `/@{handle}`).
+    #[serde(skip)]
+    pub bio_pages: HashMap<String, BioPage>,
+}
+
+/// The `Content-Security-Policy` a bio page is served with. The page the control plane renders
+/// needs only its own inline `<style>`, `https:` images and the two video players it embeds; no
+/// script runs, even if a user's text or CSS got past the renderer's escaping.
+pub const BIO_PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; \
+     frame-src https://www.youtube-nocookie.com https://player.vimeo.com; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// A published link-in-bio page (a gallery). The control plane renders the whole page when it is
+/// published, so the proxy serves these bytes as they are and never builds markup from user input.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BioPage {
+    /// The gallery's id (`gal_…`).
+    pub id: String,
+    /// A complete, self-contained HTML document.
+    pub html: String,
 }
 
 /// A domain's own wording for the pages the proxy shows on it; `None` keeps the built-in page

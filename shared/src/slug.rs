@@ -102,9 +102,48 @@ pub fn from_path(path: &str) -> Option<&str> {
     Some(s)
 }
 
+/// Link-in-bio pages live at `/@{handle}`: `@` never appears in a slug, so a handle can never
+/// shadow a link.
+pub const BIO_PATH_PREFIX: &str = "/@";
+pub const HANDLE_MIN_LEN: usize = 2;
+pub const HANDLE_MAX_LEN: usize = 50;
+
+/// Checks a gallery handle a user asked for: 2–50 of `A-Z a-z 0-9 - _`, case-sensitive.
+pub fn validate_handle(handle: &str) -> Result<(), SlugError> {
+    if handle.len() < HANDLE_MIN_LEN || handle.len() > HANDLE_MAX_LEN {
+        return Err(SlugError::Length);
+    }
+    if !handle.bytes().all(allowed) {
+        return Err(SlugError::Characters);
+    }
+    Ok(())
+}
+
+/// The handle of a request path `/@handle` (one trailing slash tolerated), if it names one.
+pub fn handle_from_path(path: &str) -> Option<&str> {
+    let s = path.strip_prefix(BIO_PATH_PREFIX)?;
+    let s = s.strip_suffix('/').unwrap_or(s);
+    validate_handle(s).ok().map(|()| s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles() {
+        assert_eq!(handle_from_path("/@jane"), Some("jane"));
+        assert_eq!(handle_from_path("/@Jane_Doe-2/"), Some("Jane_Doe-2"));
+        assert_eq!(handle_from_path("/@j"), None);
+        assert_eq!(handle_from_path("/@"), None);
+        assert_eq!(handle_from_path("/jane"), None);
+        assert_eq!(handle_from_path("/@ja ne"), None);
+        assert_eq!(handle_from_path("/@jane/x"), None);
+        assert_eq!(handle_from_path(&format!("/@{}", "a".repeat(51))), None);
+        // A handle may be a word that is reserved as a slug: it lives under `@`.
+        assert_eq!(validate_handle("api"), Ok(()));
+        assert!(from_path("/@jane").is_none());
+    }
 
     #[test]
     fn validation() {

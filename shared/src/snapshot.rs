@@ -29,11 +29,13 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
 use crate::feed::ChangeOp;
-use crate::link::{ArchivedDomainRecord, ArchivedLinkRecord, DomainRecord, LinkRecord};
+use crate::link::{
+    ArchivedBioPage, ArchivedDomainRecord, ArchivedLinkRecord, DomainRecord, LinkRecord,
+};
 
 pub const MAGIC: [u8; 8] = *b"SLINGSNP";
 /// 2: `LinkRecord::click_limit_reached`. 3: `DomainRecord::pages`.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// A multiple of 16, so the body of a page-aligned mapping is aligned for rkyv.
 pub const HEADER_LEN: usize = 64;
 const FILE_PREFIX: &str = "snapshot-";
@@ -97,6 +99,21 @@ impl SnapshotBody {
                     d.links.remove(slug);
                 }
             }
+            ChangeOp::UpsertBioPage { host, handle, page } => {
+                self.domains
+                    .entry(host.clone())
+                    .or_insert_with(|| DomainRecord {
+                        host: host.clone(),
+                        ..Default::default()
+                    })
+                    .bio_pages
+                    .insert(handle.clone(), (**page).clone());
+            }
+            ChangeOp::DeleteBioPage { host, handle } => {
+                if let Some(d) = self.domains.get_mut(host) {
+                    d.bio_pages.remove(handle);
+                }
+            }
             ChangeOp::UpsertDomain {
                 id,
                 host,
@@ -142,6 +159,10 @@ impl ArchivedSnapshotBody {
 impl ArchivedDomainRecord {
     pub fn link(&self, slug: &str) -> Option<&ArchivedLinkRecord> {
         self.links.get(slug)
+    }
+
+    pub fn bio_page(&self, handle: &str) -> Option<&ArchivedBioPage> {
+        self.bio_pages.get(handle)
     }
 }
 

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 
 pub mod pebble;
 pub mod ports;
+pub mod webdriver;
 
 pub use ports::free_port;
 

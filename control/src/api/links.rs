@@ -89,7 +89,7 @@ async fn default_domain(state: &AppState) -> ApiResult<DomainRow> {
 }
 
 /// The default domain, if the caller's plan may use it.
-async fn default_domain_for(state: &AppState, caller: &Caller) -> ApiResult<DomainRow> {
+pub(crate) async fn default_domain_for(state: &AppState, caller: &Caller) -> ApiResult<DomainRow> {
     let d = default_domain(state).await?;
     let plan = state.config.plans.resolve(&caller.plan);
     if plan.allows_domain(DomainKind::Default) {
@@ -104,7 +104,11 @@ async fn default_domain_for(state: &AppState, caller: &Caller) -> ApiResult<Doma
 
 /// A domain the caller may put links on: the default one or one of the team's own, verified.
 /// Another team's domain looks exactly like an unknown one.
-async fn team_domain(state: &AppState, caller: &Caller, host: &str) -> ApiResult<DomainRow> {
+pub(crate) async fn team_domain(
+    state: &AppState,
+    caller: &Caller,
+    host: &str,
+) -> ApiResult<DomainRow> {
     let d = domains::by_host(&state.db.pool, host).await?;
     let plan = state.config.plans.resolve(&caller.plan);
     let allowed = |d: DomainRow, kind: DomainKind| {

@@ -15,6 +15,7 @@ pub mod certificates;
 pub mod docs;
 pub mod domains;
 pub mod extract;
+pub mod galleries;
 pub mod keys;
 pub mod link_body;
 pub mod links;
@@ -118,6 +119,19 @@ pub enum Op {
     DeleteWebhook,
     TestWebhook,
     ListWebhookDeliveries,
+    CreateGallery,
+    ListGalleries,
+    GetGallery,
+    UpdateGallery,
+    DeleteGallery,
+    PublishGallery,
+    UnpublishGallery,
+    ListGalleryItems,
+    CreateGalleryItem,
+    GetGalleryItem,
+    UpdateGalleryItem,
+    DeleteGalleryItem,
+    OrderGalleryItems,
 }
 
 impl Op {
@@ -169,6 +183,19 @@ impl Op {
             Op::DeleteWebhook => on(m(Method::Delete), webhooks::delete),
             Op::TestWebhook => on(m(Method::Post), webhooks::test),
             Op::ListWebhookDeliveries => on(m(Method::Get), webhooks::deliveries),
+            Op::CreateGallery => on(m(Method::Post), galleries::create),
+            Op::ListGalleries => on(m(Method::Get), galleries::list),
+            Op::GetGallery => on(m(Method::Get), galleries::get),
+            Op::UpdateGallery => on(m(Method::Patch), galleries::update),
+            Op::DeleteGallery => on(m(Method::Delete), galleries::delete),
+            Op::PublishGallery => on(m(Method::Post), galleries::publish),
+            Op::UnpublishGallery => on(m(Method::Post), galleries::unpublish),
+            Op::ListGalleryItems => on(m(Method::Get), galleries::list_items),
+            Op::CreateGalleryItem => on(m(Method::Post), galleries::create_item),
+            Op::GetGalleryItem => on(m(Method::Get), galleries::get_item),
+            Op::UpdateGalleryItem => on(m(Method::Patch), galleries::update_item),
+            Op::DeleteGalleryItem => on(m(Method::Delete), galleries::delete_item),
+            Op::OrderGalleryItems => on(m(Method::Put), galleries::order_items),
         }
     }
 }
@@ -204,6 +231,9 @@ const fn route(
 const LINK: &str = "/api/v1/links/{id}";
 const QR: &str = "/api/v1/qr/{id}";
 const WEBHOOK: &str = "/api/v1/webhooks/{id}";
+const GALLERY: &str = "/api/v1/galleries/{id}";
+const GALLERY_ITEMS: &str = "/api/v1/galleries/{id}/items";
+const GALLERY_ITEM: &str = "/api/v1/galleries/{id}/items/{itemId}";
 
 /// Every public route.
 pub const ROUTES: &[Route] = &[
@@ -521,6 +551,98 @@ pub const ROUTES: &[Route] = &[
         Op::ListWebhookDeliveries,
         Some("webhooks:read"),
         "What was sent to a webhook, with each delivery's attempts and outcome",
+    ),
+    // Galleries (link-in-bio).
+    route(
+        Method::Post,
+        "/api/v1/galleries",
+        Op::CreateGallery,
+        Some("galleries:write"),
+        "Create a link-in-bio gallery (optionally with items, optionally published at once)",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/galleries",
+        Op::ListGalleries,
+        Some("galleries:read"),
+        "List the team's galleries",
+    ),
+    route(
+        Method::Get,
+        GALLERY,
+        Op::GetGallery,
+        Some("galleries:read"),
+        "Get a gallery with its items",
+    ),
+    route(
+        Method::Patch,
+        GALLERY,
+        Op::UpdateGallery,
+        Some("galleries:write"),
+        "Change a gallery's handle, domain, title, bio, avatar, theme or CSS",
+    ),
+    route(
+        Method::Delete,
+        GALLERY,
+        Op::DeleteGallery,
+        Some("galleries:delete"),
+        "Delete a gallery and take its page down",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/galleries/{id}/publish",
+        Op::PublishGallery,
+        Some("galleries:write"),
+        "Publish the gallery's draft at /@<handle>",
+    ),
+    route(
+        Method::Post,
+        "/api/v1/galleries/{id}/unpublish",
+        Op::UnpublishGallery,
+        Some("galleries:write"),
+        "Take the gallery's page down (the draft stays)",
+    ),
+    route(
+        Method::Get,
+        GALLERY_ITEMS,
+        Op::ListGalleryItems,
+        Some("galleries:read"),
+        "List a gallery's items in display order",
+    ),
+    route(
+        Method::Post,
+        GALLERY_ITEMS,
+        Op::CreateGalleryItem,
+        Some("galleries:write"),
+        "Add an item (link, header, divider, embed or image)",
+    ),
+    route(
+        Method::Get,
+        GALLERY_ITEM,
+        Op::GetGalleryItem,
+        Some("galleries:read"),
+        "Get a gallery item",
+    ),
+    route(
+        Method::Patch,
+        GALLERY_ITEM,
+        Op::UpdateGalleryItem,
+        Some("galleries:write"),
+        "Change or move a gallery item",
+    ),
+    route(
+        Method::Delete,
+        GALLERY_ITEM,
+        Op::DeleteGalleryItem,
+        Some("galleries:write"),
+        "Remove a gallery item",
+    ),
+    route(
+        Method::Put,
+        "/api/v1/galleries/{id}/items/order",
+        Op::OrderGalleryItems,
+        Some("galleries:write"),
+        "Reorder all of a gallery's items",
     ),
 ];
 

@@ -266,6 +266,19 @@ pub fn operation(op: Op) -> Value {
         | Op::DeleteWebhook
         | Op::TestWebhook
         | Op::ListWebhookDeliveries => super::webhooks::openapi_operation(op),
+        Op::CreateGallery
+        | Op::ListGalleries
+        | Op::GetGallery
+        | Op::UpdateGallery
+        | Op::DeleteGallery
+        | Op::PublishGallery
+        | Op::UnpublishGallery
+        | Op::ListGalleryItems
+        | Op::CreateGalleryItem
+        | Op::GetGalleryItem
+        | Op::UpdateGalleryItem
+        | Op::DeleteGalleryItem
+        | Op::OrderGalleryItems => super::galleries::openapi_operation(op),
     }
 }
 

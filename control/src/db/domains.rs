@@ -293,7 +293,7 @@ pub async fn set_https_redirect(
 }
 
 /// Deletes a team's custom domain and everything hanging off it: its links (and their tags),
-/// well-known answers, ACME order and certificate. Returns how many links went; `None` when the
+/// galleries, well-known answers, ACME order and certificate. Returns how many links went; `None` when the
 /// team has no such custom domain. The caller appends `DeleteDomain` (which drops the links at
 /// the edge too) and `TlsChanged` in the same transaction.
 pub async fn delete_own(
@@ -316,6 +316,7 @@ pub async fn delete_own(
         .execute(&mut *conn)
         .await?
         .rows_affected();
+    super::galleries::delete_on_domain(&mut *conn, &d.id).await?;
     super::well_known::delete_host(&mut *conn, &d.host).await?;
     // Explicit, though ON DELETE CASCADE covers both: a worker holding the order's lease finds
     // the row gone and stores nothing.

@@ -15,6 +15,7 @@ pub mod changes;
 pub mod clicks;
 mod clicks_pg;
 pub mod domains;
+pub mod galleries;
 pub mod keys;
 pub mod links;
 pub mod outbox;

@@ -55,6 +55,7 @@ pub async fn load_body(db: &Db, default_host: &str) -> anyhow::Result<SnapshotBo
                 not_found_redirect: d.not_found_redirect,
                 pages: d.pages,
                 links: Default::default(),
+                bio_pages: Default::default(),
             },
         );
     }
@@ -64,6 +65,15 @@ pub async fn load_body(db: &Db, default_host: &str) -> anyhow::Result<SnapshotBo
     while let Some(row) = rows.try_next().await? {
         let l = links::from_row(&row)?;
         body.insert_link(&l.host, l.slug.clone(), links::edge_record(&l));
+    }
+    drop(rows);
+
+    for (host, handle, page) in super::galleries::published(db).await? {
+        body.apply(&sling_shared::feed::ChangeOp::UpsertBioPage {
+            host,
+            handle,
+            page: Box::new(page),
+        });
     }
     Ok(body)
 }

@@ -214,6 +214,16 @@ impl Browser {
         .await
     }
 
+    /// Types `text` into an element (an input).
+    pub async fn type_into(&self, element: &str, text: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
     pub async fn click(&self, element: &str) {
         self.cmd(
             reqwest::Method::POST,

@@ -13,18 +13,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sling_shared::feed::ChangeOp;
 use sqlx::AnyConnection;
 
 use super::extract::{Json, Path, Query};
 use super::link_body::present;
+use super::links::commit;
 use super::ok;
 use super::paging::PageParams;
 use crate::auth::Caller;
 use crate::bio;
+use crate::db;
 use crate::db::domains::DomainRow;
 use crate::db::galleries::{self, GalleryRow, ItemRow};
-use crate::db::{self, changes};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::validate::{self, rfc3339};
@@ -347,18 +347,6 @@ async fn renumber(conn: &mut AnyConnection, items: &mut [ItemRow], now: i64) -> 
             galleries::update_item(conn, item).await?;
         }
     }
-    Ok(())
-}
-
-/// Appends `ops` (if any), commits, and wakes the feed.
-async fn commit(state: &AppState, mut w: db::WriteTx, ops: &[ChangeOp], now: i64) -> ApiResult<()> {
-    if ops.is_empty() {
-        w.commit().await?;
-        return Ok(());
-    }
-    let seq = changes::append(&mut w, ops, now).await?;
-    w.commit().await?;
-    state.changes_committed(seq);
     Ok(())
 }
 

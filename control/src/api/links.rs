@@ -260,8 +260,13 @@ async fn insert_new(conn: &mut AnyConnection, row: &mut LinkRow, generated: bool
     Ok(())
 }
 
-/// Appends `ops`, commits, and wakes the feed.
-async fn commit(state: &AppState, mut w: db::WriteTx, ops: &[ChangeOp], now: i64) -> ApiResult<()> {
+/// Appends `ops` (if any), commits, and wakes the feed.
+pub(crate) async fn commit(
+    state: &AppState,
+    mut w: db::WriteTx,
+    ops: &[ChangeOp],
+    now: i64,
+) -> ApiResult<()> {
     if ops.is_empty() {
         w.commit().await?;
         return Ok(());

@@ -292,6 +292,9 @@ async fn ingest_parsed(state: &AppState, batch: &BatchRef<'_>) -> Result<IngestR
                     // A link reached its click limit: wake the proxies' long polls.
                     state.changes_committed(seq);
                 }
+                if done.webhooks_queued > 0 {
+                    state.webhook_wake.notify_one();
+                }
                 parts.push(done);
             }
             Ok(Err(e)) => failed = Some(e),

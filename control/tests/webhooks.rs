@@ -510,3 +510,124 @@ async fn an_inactive_webhook_pauses_its_retries_until_it_is_active_again() {
     })
     .await;
 }
+
+/// A click batch as a proxy sends it.
+fn click_batch(id: &str, link: &str, clicks: &[(bool, bool)]) -> sling_shared::clicks::ClickBatch {
+    let now = sling_control::db::now_ms();
+    sling_shared::clicks::ClickBatch {
+        batch_id: id.to_owned(),
+        proxy_id: "proxy-test".into(),
+        events: clicks
+            .iter()
+            .enumerate()
+            .map(|(i, &(bot, qr))| sling_shared::clicks::ClickEvent {
+                link_id: link.to_owned(),
+                at_ms: now + i as i64,
+                country: Some("FR".into()),
+                device: "mobile".into(),
+                browser: "Safari".into(),
+                os: "iOS".into(),
+                bot,
+                referrer_host: Some("news.example".into()),
+                visitor: format!("v{i}"),
+                qr,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn each_ingested_human_click_is_a_click_event_and_a_qr_scan_also_a_qr_scanned_event() {
+    each_backend(|h| async move {
+        start_worker(&h);
+        let receiver = Receiver::start(vec![200]).await;
+        let hook = |events: Value| json!({"url": receiver.url, "events": events});
+        let clicks = h
+            .admin("POST", "/api/v1/webhooks", Some(hook(json!(["click"]))))
+            .await;
+        assert_eq!(clicks.status, 201, "{}", clicks.json);
+        let clicks_id = clicks.data()["id"].as_str().unwrap().to_owned();
+        let secret = clicks.data()["secret"].as_str().unwrap().to_owned();
+        let scans = h
+            .admin(
+                "POST",
+                "/api/v1/webhooks",
+                Some(hook(json!(["qr.scanned"]))),
+            )
+            .await;
+        let scans_id = scans.data()["id"].as_str().unwrap().to_owned();
+        // Another team's catch-all hears nothing of this team's clicks.
+        let (_, other) = h.team_key("other", &["*"]).await;
+        let theirs = h
+            .call(
+                "POST",
+                "/api/v1/webhooks",
+                Some(&other),
+                Some(hook(json!(["*"]))),
+            )
+            .await;
+        assert_eq!(theirs.status, 201, "{}", theirs.json);
+        let link = h
+            .create(json!({"destinationUrl": "https://example.com/clicked"}))
+            .await;
+        let link_id = link["id"].as_str().unwrap();
+
+        // A human click, a bot, a human QR scan.
+        let batch = click_batch(
+            "b-hooks-1",
+            link_id,
+            &[(false, false), (true, false), (false, true)],
+        );
+        let receipt = sling_control::ingest::ingest(&h.state, &batch)
+            .await
+            .unwrap();
+        assert!(receipt.accepted);
+        let got = receiver.wait_for(3).await;
+        let mut seen: Vec<(String, bool)> = got
+            .iter()
+            .map(|r| {
+                let body = r.json();
+                assert_eq!(body["type"], r.header("x-webhook-event"));
+                assert_eq!(body["data"]["linkId"], link_id);
+                assert_eq!(body["data"]["country"], "FR");
+                assert_eq!(body["data"]["referrer"], "news.example");
+                if r.header("x-webhook-event") == "click" {
+                    assert_signed(r, &secret);
+                }
+                (
+                    r.header("x-webhook-event").to_owned(),
+                    body["data"]["qr"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("click".to_owned(), false),
+                ("click".to_owned(), true),
+                ("qr.scanned".to_owned(), true)
+            ]
+        );
+        wait_state(&h, &scans_id, "delivered").await;
+        let events = |all: Vec<Value>| -> Vec<String> {
+            all.iter()
+                .map(|d| d["event"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(events(deliveries(&h, &clicks_id).await), ["click", "click"]);
+        assert_eq!(events(deliveries(&h, &scans_id).await), ["qr.scanned"]);
+
+        // The proxy retries the same batch: recognised, nothing is sent again.
+        let again = sling_control::ingest::ingest(&h.state, &batch)
+            .await
+            .unwrap();
+        assert!(!again.accepted);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(receiver.received().len(), 3, "{:?}", receiver.received());
+        assert_eq!(deliveries(&h, &clicks_id).await.len(), 2);
+        assert_eq!(deliveries(&h, &scans_id).await.len(), 1);
+        h
+    })
+    .await;
+}

@@ -26,6 +26,8 @@ use crate::validate::{self, rfc3339};
 
 /// The events a webhook can ask for.
 pub const EVENTS: &[&str] = &[
+    "click",
+    "qr.scanned",
     "link.created",
     "link.updated",
     "link.deleted",

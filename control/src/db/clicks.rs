@@ -132,6 +132,9 @@ pub struct Ingested {
     pub unknown_link: usize,
     /// Feed sequence of the changes that publish links this batch pushed to their click limit.
     pub feed_seq: Option<u64>,
+    /// `click` / `qr.scanned` webhook deliveries queued with the batch (the caller wakes the
+    /// webhook worker).
+    pub webhooks_queued: usize,
 }
 
 impl Ingested {
@@ -149,6 +152,7 @@ impl Ingested {
                 stored: a.stored + p.stored,
                 unknown_link: a.unknown_link + p.unknown_link,
                 feed_seq: a.feed_seq.max(p.feed_seq),
+                webhooks_queued: a.webhooks_queued + p.webhooks_queued,
             })
     }
 }
@@ -615,6 +619,7 @@ pub async fn ingest_group(
     let agg = aggregate(batches, &fresh, &teams, &mut out);
     lap.mark("aggregate");
     let mut feed_seq = None;
+    let mut webhooks_queued = 0;
     if !agg.events.is_empty() {
         let mut events = RowSet::new(EVENT_COLS, agg.events.len());
         for e in &agg.events {
@@ -639,6 +644,8 @@ pub async fn ingest_group(
         );
         execute_with(&mut w.tx, &sql, params).await?;
         lap.mark("events");
+        webhooks_queued = queue_click_webhooks(&mut w.tx, backend, &agg.events, now_ms).await?;
+        lap.mark("webhooks");
 
         let mut rows = RowSet::new(ROLLUP_COLS, agg.rollups.len());
         for &(
@@ -692,7 +699,77 @@ pub async fn ingest_group(
     w.commit().await?;
     lap.mark("commit");
     agg.committed(batches.len(), &fresh, &lap, feed_seq, &mut out);
+    if let Some(&first) = fresh.first() {
+        out[first].webhooks_queued = webhooks_queued;
+    }
     Ok(out)
+}
+
+const DELIVERY_COLS: &[(&str, &str)] = &[
+    ("i", "text"),
+    ("w", "text"),
+    ("t", "text"),
+    ("e", "text"),
+    ("y", "text"),
+    ("p", "text"),
+];
+
+/// The human clicks among a group's events, as webhooks describe them.
+pub(super) fn click_facts<'a>(
+    events: &'a [EventRow<'a>],
+) -> impl Iterator<Item = super::webhooks::ClickFacts<'a>> {
+    events
+        .iter()
+        .filter(|e| !e.bot)
+        .map(|e| super::webhooks::ClickFacts {
+            link: e.link,
+            team: e.team,
+            at_ms: e.at_ms,
+            country: e.country,
+            device: e.device,
+            browser: e.browser,
+            os: e.os,
+            referrer: e.referrer,
+            qr: e.qr,
+        })
+}
+
+/// Queues the group's click webhook deliveries in its transaction, so they exist exactly when
+/// the clicks do (a retried batch is recognised before this point and queues nothing).
+async fn queue_click_webhooks(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    events: &[EventRow<'_>],
+    now_ms: i64,
+) -> sqlx::Result<usize> {
+    let hooks: Vec<(String, String, String)> = sqlx::query_as(super::webhooks::CLICK_HOOKS_SQL)
+        .fetch_all(&mut *conn)
+        .await?;
+    if hooks.is_empty() {
+        return Ok(0);
+    }
+    let deliveries = super::webhooks::click_deliveries(&hooks, click_facts(events));
+    for chunk in deliveries.chunks(500) {
+        let mut rows = RowSet::new(DELIVERY_COLS, chunk.len());
+        for d in chunk {
+            rows.push(&[
+                Val::Text(&d.id),
+                Val::Text(&d.webhook_id),
+                Val::Text(&d.team_id),
+                Val::Text(&d.event_id),
+                Val::Text(d.event_type),
+                Val::Text(&d.payload),
+            ]);
+        }
+        let (src, params) = rows.source(backend, 1, "j")?;
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, webhook_id, team_id, event_id, event_type, \
+             payload, state, attempts, next_attempt_at, lease_until, created_at) \
+             SELECT i, w, t, e, y, p, 'pending', 0, {now_ms}, 0, {now_ms} FROM {src}"
+        );
+        execute_with(&mut *conn, &sql, params).await?;
+    }
+    Ok(deliveries.len())
 }
 
 /// Keeps the parts of a batch recorded before batches had parts out: such a row (part -1)

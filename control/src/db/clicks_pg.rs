@@ -17,7 +17,7 @@ use sqlx::{Connection, Row};
 
 use super::clicks::{
     Aggregate, EventRow, Ingested, Laps, NOT_STORED_WHOLE, Prepared, Sums, accept, aggregate,
-    candidates, link_ids, part_number,
+    candidates, click_facts, link_ids, part_number,
 };
 use super::{changes, links};
 
@@ -81,9 +81,12 @@ pub(super) async fn ingest_group(
     let agg = aggregate(batches, &fresh, &teams, &mut out);
     lap.mark("aggregate");
     let mut feed_seq = None;
+    let mut webhooks_queued = 0;
     if !agg.events.is_empty() {
         copy_events(&mut tx, &agg.events).await?;
         lap.mark("events");
+        webhooks_queued = queue_click_webhooks(&mut tx, &agg.events, now_ms).await?;
+        lap.mark("webhooks");
         upsert_rollups(&mut tx, &agg).await?;
         lap.mark("rollups");
         if !agg.humans.is_empty() {
@@ -94,7 +97,48 @@ pub(super) async fn ingest_group(
     tx.commit().await?;
     lap.mark("commit");
     agg.committed(batches.len(), &fresh, &lap, feed_seq, &mut out);
+    if let Some(&first) = fresh.first() {
+        out[first].webhooks_queued = webhooks_queued;
+    }
     Ok(out)
+}
+
+/// [`super::clicks`]' click webhook deliveries, bound as arrays in one statement.
+async fn queue_click_webhooks(
+    conn: &mut PgConnection,
+    events: &[EventRow<'_>],
+    now_ms: i64,
+) -> sqlx::Result<usize> {
+    let hooks: Vec<(String, String, String)> = sqlx::query_as(super::webhooks::CLICK_HOOKS_SQL)
+        .fetch_all(&mut *conn)
+        .await?;
+    if hooks.is_empty() {
+        return Ok(0);
+    }
+    let deliveries = super::webhooks::click_deliveries(&hooks, click_facts(events));
+    if deliveries.is_empty() {
+        return Ok(0);
+    }
+    let col = |f: fn(&super::webhooks::NewDelivery) -> &str| -> Vec<&str> {
+        deliveries.iter().map(f).collect()
+    };
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, webhook_id, team_id, event_id, event_type, payload, \
+         state, attempts, next_attempt_at, lease_until, created_at) \
+         SELECT i, w, t, e, y, p, 'pending', 0, $7, 0, $7 \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+         AS j(i, w, t, e, y, p)",
+    )
+    .bind(col(|d| &d.id))
+    .bind(col(|d| &d.webhook_id))
+    .bind(col(|d| &d.team_id))
+    .bind(col(|d| &d.event_id))
+    .bind(col(|d| d.event_type))
+    .bind(col(|d| &d.payload))
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(deliveries.len())
 }
 
 /// Writes the events with one binary COPY.

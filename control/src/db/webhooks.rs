@@ -190,6 +190,97 @@ pub async fn enqueue(
     Ok(queued)
 }
 
+/// Webhooks that may want click events (`click`, `qr.scanned` or `*`), of every team: one small
+/// query per ingest group, whose rows [`click_deliveries`] matches to the group's events. Plain
+/// SQL text that both the `Any` and the native Postgres connections run.
+pub const CLICK_HOOKS_SQL: &str = "SELECT id, team_id, events FROM webhooks WHERE active = 1 \
+     AND (events LIKE '%\"click\"%' OR events LIKE '%\"qr.scanned\"%' OR events LIKE '%\"*\"%')";
+
+/// One delivery of a click event to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub team_id: String,
+    pub event_id: String,
+    pub event_type: &'static str,
+    pub payload: String,
+}
+
+/// The click a webhook hears about: only human clicks (bots are left out of stats by default,
+/// and of webhooks always).
+pub struct ClickFacts<'a> {
+    pub link: &'a str,
+    pub team: &'a str,
+    pub at_ms: i64,
+    pub country: &'a str,
+    pub device: &'a str,
+    pub browser: &'a str,
+    pub os: &'a str,
+    pub referrer: &'a str,
+    pub qr: bool,
+}
+
+/// The `click` deliveries (and `qr.scanned` ones for clicks through a QR code) of `clicks` to
+/// the `hooks` rows of [`CLICK_HOOKS_SQL`] (id, team id, events JSON) of each click's team.
+pub fn click_deliveries<'a>(
+    hooks: &[(String, String, String)],
+    clicks: impl Iterator<Item = ClickFacts<'a>>,
+) -> Vec<NewDelivery> {
+    let hooks: Vec<(&str, &str, Vec<String>)> = hooks
+        .iter()
+        .filter_map(|(id, team, events)| {
+            let events: Vec<String> = serde_json::from_str(events).ok()?;
+            Some((id.as_str(), team.as_str(), events))
+        })
+        .collect();
+    let wants = |events: &[String], t: &str| events.iter().any(|e| e == "*" || e == t);
+    let mut out = Vec::new();
+    if hooks.is_empty() {
+        return out;
+    }
+    for c in clicks {
+        let mine: Vec<&(&str, &str, Vec<String>)> =
+            hooks.iter().filter(|h| h.1 == c.team).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let data = serde_json::json!({
+            "linkId": c.link,
+            "clickedAt": crate::validate::rfc3339(c.at_ms),
+            "country": nonempty(c.country),
+            "device": nonempty(c.device),
+            "browser": nonempty(c.browser),
+            "os": nonempty(c.os),
+            "referrer": nonempty(c.referrer),
+            "qr": c.qr,
+        });
+        let payload = data.to_string();
+        let types: &[&'static str] = if c.qr {
+            &["click", "qr.scanned"]
+        } else {
+            &["click"]
+        };
+        for &t in types {
+            let event_id = crate::ids::new_id("evt");
+            for (hook, team, events) in &mine {
+                if wants(events, t) {
+                    out.push(NewDelivery {
+                        id: crate::ids::new_id("whd"),
+                        webhook_id: (*hook).to_owned(),
+                        team_id: (*team).to_owned(),
+                        event_id: event_id.clone(),
+                        event_type: t,
+                        payload: payload.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Queues one delivery to `hook`, due now.
 pub async fn insert_delivery(
     conn: &mut AnyConnection,

@@ -297,7 +297,7 @@ pub fn route_with<'a>(
             None => not_found(&domain),
         };
     }
-    let link = sling_shared::slug::from_path(path).and_then(|slug| view.link(&domain, key, slug));
+    let link = sling_shared::slug::from_path(path).and_then(|slug| view.link(&domain, key, &slug));
     match link {
         None if is_post => Decision::MethodNotAllowed,
         None => not_found(&domain),

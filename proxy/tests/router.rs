@@ -225,7 +225,11 @@ fn snapshot_rules() {
             // Not found: 404 page, or the domain's not-found redirect (without the query).
             ("GET", "sho.rt", "/nope", "404"),
             ("GET", "sho.rt", "/a/b", "404"),
-            ("GET", "sho.rt", "/pl%61in", "404"),
+            // An encoded unreserved character is the character (RFC 3986 §6.2.2.2), as nginx
+            // decodes it too; an encoded slash or space is no slug.
+            ("GET", "sho.rt", "/pl%61in", "302 https://example.com/a"),
+            ("GET", "sho.rt", "/pl%2Fain", "404"),
+            ("GET", "sho.rt", "/pl%20ain", "404"),
             ("GET", "sho.rt", "/Plain", "404"),
             (
                 "GET",

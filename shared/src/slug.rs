@@ -1,6 +1,8 @@
 //! Slug rules: what a slug may look like, which words are reserved, how one is generated, and how
 //! the proxy finds the slug in a request path.
 
+use std::borrow::Cow;
+
 use rand::Rng;
 
 pub const MIN_LEN: usize = 2;
@@ -93,9 +95,16 @@ pub fn generate_len(len: usize) -> String {
 
 /// The slug a request path names, if it names one: `/abc` and `/abc/` → `abc`. Anything with
 /// further segments or characters a slug cannot have is not a slug (the proxy answers 404).
-pub fn from_path(path: &str) -> Option<&str> {
+pub fn from_path(path: &str) -> Option<Cow<'_, str>> {
     let s = path.strip_prefix('/')?;
     let s = s.strip_suffix('/').unwrap_or(s);
+    let s = if s.contains('%') {
+        // RFC 3986 §6.2.2.2: an encoded unreserved character is that character, so `/%61bc`
+        // is `/abc`. Anything else that was encoded cannot be in a slug and fails below.
+        percent_encoding::percent_decode_str(s).decode_utf8().ok()?
+    } else {
+        Cow::Borrowed(s)
+    };
     if s.is_empty() || s.len() > MAX_LEN || !s.bytes().all(allowed) {
         return None;
     }
@@ -170,11 +179,20 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(from_path("/abc"), Some("abc"));
-        assert_eq!(from_path("/abc/"), Some("abc"));
+        assert_eq!(from_path("/abc").as_deref(), Some("abc"));
+        assert_eq!(from_path("/abc/").as_deref(), Some("abc"));
         assert_eq!(from_path("/"), None);
         assert_eq!(from_path("/a/b"), None);
         assert_eq!(from_path("/a%20b"), None);
         assert_eq!(from_path("abc"), None);
+        // Percent-encoded unreserved characters are the characters themselves.
+        assert_eq!(from_path("/%61bc").as_deref(), Some("abc"));
+        assert_eq!(from_path("/My%2DLink%5f2").as_deref(), Some("My-Link_2"));
+        assert_eq!(from_path("/a%2Fb"), None);
+        assert_eq!(from_path("/a%2fb"), None);
+        assert_eq!(from_path("/ab%"), None);
+        assert_eq!(from_path("/ab%zz"), None);
+        assert_eq!(from_path("/%C3%A9t%C3%A9"), None);
+        assert_eq!(from_path("/%ff%fe"), None);
     }
 }

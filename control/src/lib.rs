@@ -68,7 +68,7 @@ async fn wait_for_database(
                 r = &mut attempt => break r,
                 _ = &mut *shutdown => return Ok(None),
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if starting.is_none() => {
-                    StartingServer::ensure(listener, starting)?;
+                    StartingServer::ensure(config, listener, starting)?;
                 }
             }
         };
@@ -77,7 +77,7 @@ async fn wait_for_database(
             Err(error) if database_unreachable(&error) => {
                 tracing::warn!(error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64,
                     "the database is unreachable; retrying");
-                StartingServer::ensure(listener, starting)?;
+                StartingServer::ensure(config, listener, starting)?;
                 tokio::select! {
                     _ = &mut *shutdown => return Ok(None),
                     _ = tokio::time::sleep(delay) => {}
@@ -111,8 +111,10 @@ async fn prepare_database(config: &Config) -> anyhow::Result<db::Db> {
 
 /// What the API answers while the database is unreachable at start: `/healthz` 200, `/readyz`
 /// 503, and every other path 503 UNAVAILABLE in the error envelope, so clients get an answer
-/// instead of a connection that hangs. It serves a clone of the API socket and stops (finishing
-/// what it has in flight) when the real API takes over.
+/// instead of a connection that hangs. Its answers carry `X-RateLimit-*` of the client IP's
+/// anonymous budget (an in-memory limiter of its own), so a client retrying in a loop is slowed
+/// with 429 as it would be later. It serves a clone of the API socket and stops (finishing what it
+/// has in flight) when the real API takes over.
 struct StartingServer {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -122,10 +124,12 @@ impl StartingServer {
     /// Starts the stand-in on a clone of `listener`; returns the listener for the real API.
     fn start(
         listener: tokio::net::TcpListener,
+        anonymous_per_minute: u32,
     ) -> anyhow::Result<(tokio::net::TcpListener, StartingServer)> {
         use axum::http::StatusCode;
         use axum::response::IntoResponse;
         use axum::routing::get;
+        let limiter = std::sync::Arc::new(ratelimit::Limiter::local());
         let std_listener = listener.into_std()?;
         let clone = tokio::net::TcpListener::from_std(std_listener.try_clone()?)?;
         let main = tokio::net::TcpListener::from_std(std_listener)?;
@@ -135,13 +139,26 @@ impl StartingServer {
                 "/readyz",
                 get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n") }),
             )
-            .fallback(|| async {
-                error::ApiError::Unavailable(sqlx::Error::PoolTimedOut).into_response()
+            .fallback(move |req: axum::extract::Request| {
+                let limiter = limiter.clone();
+                async move {
+                    let client = ratelimit::client_ip_of(req.extensions());
+                    let bucket = ratelimit::anonymous_bucket(&client, anonymous_per_minute);
+                    let decision = limiter.check(&[bucket]).await;
+                    let mut res = if decision.allowed {
+                        error::ApiError::Unavailable(sqlx::Error::PoolTimedOut).into_response()
+                    } else {
+                        decision.refusal()
+                    };
+                    decision.apply(res.headers_mut());
+                    res
+                }
             })
             .layer(axum::middleware::from_fn(api::request_id::middleware));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let served = axum::serve(clone, app)
+            let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let served = axum::serve(clone, service)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;
                 })
@@ -155,13 +172,14 @@ impl StartingServer {
 
     /// Starts the stand-in unless it runs already.
     fn ensure(
+        config: &Config,
         listener: &mut Option<tokio::net::TcpListener>,
         starting: &mut Option<StartingServer>,
     ) -> anyhow::Result<()> {
         if starting.is_none()
             && let Some(l) = listener.take()
         {
-            let (main, stand_in) = StartingServer::start(l)?;
+            let (main, stand_in) = StartingServer::start(l, config.anonymous_per_minute)?;
             *listener = Some(main);
             *starting = Some(stand_in);
         }

@@ -146,7 +146,7 @@ impl Decision {
     }
 
     /// The 429 RATE_LIMITED answer to a refused request (headers added by [`Decision::apply`]).
-    fn refusal(&self) -> Response {
+    pub(crate) fn refusal(&self) -> Response {
         ApiError::RateLimited {
             retry_after_secs: self.retry_after_secs(),
         }
@@ -436,7 +436,7 @@ fn client_ip(req: &Request) -> String {
     client_ip_of(req.extensions())
 }
 
-fn client_ip_of(extensions: &axum::http::Extensions) -> String {
+pub(crate) fn client_ip_of(extensions: &axum::http::Extensions) -> String {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())

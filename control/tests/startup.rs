@@ -52,12 +52,38 @@ async fn before_the_database_answers_the_api_says_unavailable_and_shutdown_ends_
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
+    // The client IP's anonymous budget, as on any answer given before the key is known.
+    let limit = |r: &reqwest::Response, h: &str| -> i64 {
+        r.headers()[h].to_str().unwrap().parse().unwrap()
+    };
+    assert_eq!(limit(&r, "x-ratelimit-limit"), 120);
+    let remaining = limit(&r, "x-ratelimit-remaining");
+    assert!(remaining < 120, "{remaining}");
+    assert!(limit(&r, "x-ratelimit-reset") > 1_700_000_000);
     let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["success"], false);
     assert_eq!(body["error"]["code"], "UNAVAILABLE");
     assert_eq!(body["error"]["requestId"], id.as_str());
     assert!(id.starts_with("req_"), "{id}");
+
+    // A client that keeps retrying spends the budget and is told to wait.
+    let mut last = None;
+    for _ in 0..130 {
+        let r = client
+            .get(format!("{base}/api/v1/links"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            last = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 503);
+    }
+    let r = last.expect("a 429 once the anonymous budget is spent");
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(limit(&r, "x-ratelimit-remaining"), 0);
 
     stop.send(()).unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(10), run)

@@ -246,8 +246,10 @@ pub fn password(raw: &str) -> Result<&str, ApiError> {
 
 /// RFC 3339 UTC rendering of unix milliseconds, as every API time is shown.
 pub fn rfc3339(ms: i64) -> String {
+    // Always three fraction digits, so every time the API shows has one shape
+    // (`2026-12-08T01:02:03.000Z`), whatever its milliseconds.
     match jiff::Timestamp::from_millisecond(ms) {
-        Ok(ts) => ts.to_string(),
+        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         Err(_) => String::new(),
     }
 }
@@ -316,6 +318,8 @@ mod tests {
         assert!(future_time(&["expiresAt"], "2000-01-01T00:00:00Z", now).is_err());
         assert!(future_time(&["expiresAt"], "2999-01-01T00:00:00Z", now).is_ok());
         assert!(future_time(&["expiresAt"], "tomorrow", 1).is_err());
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01.500Z");
+        assert_eq!(rfc3339(1_781_234_567_891), "2026-06-12T03:22:47.891Z");
     }
 }

@@ -93,7 +93,7 @@ async fn create_with_every_field() {
         assert_eq!(l["destinationUrl"], "https://xn--bcher-kva.example/path?q=1");
         assert_eq!(l["tags"], json!(["sale", "spring"]));
         assert_eq!(l["hasPassword"], true);
-        assert_eq!(l["expiresAt"], "2999-01-01T00:00:00Z");
+        assert_eq!(l["expiresAt"], "2999-01-01T00:00:00.000Z");
         assert_eq!(l["geoTargets"], json!({"DE": "https://de.example.com/", "US": "https://us.example.com/"}));
         assert_eq!(l["deviceTargets"]["ios"], "https://apps.apple.com/x");
         assert_eq!(l["externalId"], "order-1");

@@ -84,7 +84,7 @@ async fn daily_quota_resets_at_midnight_utc() {
             r.json["error"]["quota"],
             json!({
                 "planType": "daily2", "period": "day", "currentCount": 2, "limit": 2,
-                "remaining": 0, "resetsAt": "2025-03-11T00:00:00Z",
+                "remaining": 0, "resetsAt": "2025-03-11T00:00:00.000Z",
             })
         );
         // The refused create left nothing behind.
@@ -97,7 +97,10 @@ async fn daily_quota_resets_at_midnight_utc() {
         r.assert_error(403, "LIMIT_REACHED");
         assert_eq!(r.json["error"]["quota"]["period"], "month");
         assert_eq!(r.json["error"]["quota"]["currentCount"], 3);
-        assert_eq!(r.json["error"]["quota"]["resetsAt"], "2025-04-01T00:00:00Z");
+        assert_eq!(
+            r.json["error"]["quota"]["resetsAt"],
+            "2025-04-01T00:00:00.000Z"
+        );
 
         let u = h.call("GET", "/api/v1/usage", Some(&key), None).await;
         assert_eq!(u.status, 200, "{}", u.json);
@@ -134,7 +137,7 @@ async fn monthly_quota_resets_on_the_first() {
             ),
             (&json!("monthly2"), &json!(2), &json!(2), &json!(0))
         );
-        assert_eq!(q["resetsAt"], "2025-02-01T00:00:00Z");
+        assert_eq!(q["resetsAt"], "2025-02-01T00:00:00.000Z");
         h.state.clock.set(ms("2025-02-01T00:00:00Z"));
         assert_eq!(create(&h, &key).await.status, 201);
         // The built-in free plan: 50 a month (like.do), reported by /usage.
@@ -143,7 +146,7 @@ async fn monthly_quota_resets_on_the_first() {
         assert_eq!(u.data()["links"]["month"]["limit"], 50);
         assert_eq!(
             u.data()["links"]["month"]["resetsAt"],
-            "2025-03-01T00:00:00Z"
+            "2025-03-01T00:00:00.000Z"
         );
         h
     })

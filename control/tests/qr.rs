@@ -11,15 +11,8 @@ use axum::body::Body;
 use axum::http::Request;
 use common::{Harness, Resp, each_backend};
 use serde_json::{Value, json};
+use sling_e2e::webdriver::find_binary;
 use sling_shared::clicks::{CLICKS_PATH, ClickBatch, ClickEvent};
-
-fn find_binary(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names
-        .iter()
-        .flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n)))
-        .find(|p| p.is_file())
-}
 
 /// `zbarimg`, or `None` (and a message) when it is missing outside CI.
 fn zbarimg() -> Option<PathBuf> {

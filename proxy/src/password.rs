@@ -111,7 +111,7 @@ impl Access {
     ) -> String {
         let ttl_ms = i64::try_from(COOKIE_TTL.as_millis()).unwrap_or(i64::MAX);
         let expires_ms = now_ms.saturating_add(ttl_ms);
-        let mac = hex(&self.mac(link_id, hash, expires_ms));
+        let mac = hex::encode(self.mac(link_id, hash, expires_ms));
         let path = cookie_path(path);
         format!(
             "{}={expires_ms}.{mac}; Path={path}; Max-Age={}; HttpOnly; SameSite=Lax{}",
@@ -141,7 +141,11 @@ impl Access {
         let Ok(expires_ms) = expires.parse::<i64>() else {
             return false;
         };
-        let Some(mac) = unhex(mac_hex) else {
+        // At most 64 bytes: a longer value is no MAC of ours, and is not decoded.
+        let Some(mac) = (mac_hex.len() <= 128)
+            .then(|| hex::decode(mac_hex).ok())
+            .flatten()
+        else {
             return false;
         };
         if expires_ms <= now_ms {
@@ -216,25 +220,6 @@ pub fn form_password(body: &[u8]) -> Option<String> {
     url::form_urlencoded::parse(body)
         .find(|(name, _)| name == "password")
         .map(|(_, value)| value.into_owned())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 128 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

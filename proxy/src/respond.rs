@@ -293,7 +293,10 @@ fn custom_page(
     text: &PageText,
     cache: HeaderValue,
 ) -> Response<Body> {
-    let (title, message) = (escape_html(&text.title), escape_html(&text.message));
+    let (title, message) = (
+        html_escape::encode_quoted_attribute(&text.title),
+        html_escape::encode_quoted_attribute(&text.message),
+    );
     let lang = match lang {
         Lang::En => "en",
         Lang::Zh => "zh-CN",
@@ -310,21 +313,6 @@ fn custom_page(
 }
 
 /// `s` safe as HTML text and attribute content.
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn page(status: StatusCode, html: &'static str, cache: HeaderValue) -> Response<Body> {
     page_body(status, Bytes::from_static(html.as_bytes()), cache)
 }

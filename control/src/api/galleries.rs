@@ -476,11 +476,14 @@ pub async fn list(
         paging.offset(),
     )
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for g in rows {
-        let n = galleries::item_count(&state.db.pool, &caller.team_id, &g.id).await?;
-        out.push(view(&state, g, n, None));
-    }
+    let counts = galleries::item_counts(&state.db.pool, &caller.team_id).await?;
+    let out: Vec<GalleryView> = rows
+        .into_iter()
+        .map(|g| {
+            let n = counts.get(&g.id).copied().unwrap_or(0);
+            view(&state, g, n, None)
+        })
+        .collect();
     Ok(ok(paging.envelope(out, total)).into_response())
 }
 

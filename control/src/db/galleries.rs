@@ -320,19 +320,25 @@ where
     rows.iter().map(item_from_row).collect()
 }
 
-/// How many items a gallery has (for lists).
-pub async fn item_count<'c, E>(exec: E, team_id: &str, gallery_id: &str) -> sqlx::Result<u64>
+/// How many items each of the team's galleries has (for lists; galleries without items are
+/// absent).
+pub async fn item_counts<'c, E>(
+    exec: E,
+    team_id: &str,
+) -> sqlx::Result<std::collections::HashMap<String, u64>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    let n: i64 =
-        sqlx::query("SELECT COUNT(*) FROM gallery_items WHERE team_id = $1 AND gallery_id = $2")
-            .bind(team_id)
-            .bind(gallery_id)
-            .fetch_one(exec)
-            .await?
-            .try_get(0)?;
-    Ok(n as u64)
+    let rows = sqlx::query(
+        "SELECT gallery_id, CAST(COUNT(*) AS BIGINT) AS n FROM gallery_items \
+         WHERE team_id = $1 GROUP BY gallery_id",
+    )
+    .bind(team_id)
+    .fetch_all(exec)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("gallery_id")?, r.try_get::<i64, _>("n")? as u64)))
+        .collect()
 }
 
 pub async fn insert_item(conn: &mut AnyConnection, item: &ItemRow) -> sqlx::Result<()> {

@@ -465,3 +465,112 @@ async fn another_teams_gallery_is_not_found_and_scopes_are_enforced() {
     })
     .await;
 }
+
+/// A click batch as a proxy sends it: `(id, bot)` per event.
+fn views(batch_id: &str, events: &[(&str, bool)]) -> sling_shared::clicks::ClickBatch {
+    let now = sling_control::db::now_ms();
+    sling_shared::clicks::ClickBatch {
+        batch_id: batch_id.to_owned(),
+        proxy_id: "proxy-test".into(),
+        events: events
+            .iter()
+            .enumerate()
+            .map(|(i, &(id, bot))| sling_shared::clicks::ClickEvent {
+                link_id: id.to_owned(),
+                at_ms: now - 1000 + i as i64,
+                country: Some("DE".into()),
+                device: "mobile".into(),
+                browser: "Firefox".into(),
+                os: "Android".into(),
+                bot,
+                referrer_host: Some("social.example".into()),
+                visitor: format!("visitor-{i}"),
+                qr: false,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn page_views_count_for_the_gallery_and_never_as_link_clicks() {
+    each_backend(|h| async move {
+        let mut body = sample();
+        body["publish"] = json!(true);
+        let g = ok(&h, "POST", "/api/v1/galleries", Some(body)).await;
+        let id = g["id"].as_str().unwrap().to_owned();
+        assert_eq!(g["views"], 0);
+        let link = h
+            .create(json!({"destinationUrl": "https://example.com/real"}))
+            .await;
+        let link_id = link["id"].as_str().unwrap().to_owned();
+        // A click webhook, to see that page views are not sent as clicks.
+        let r = h
+            .admin(
+                "POST",
+                "/api/v1/webhooks",
+                Some(json!({"url": "https://hooks.example/c", "events": ["click"]})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.json);
+
+        // Two human views, a bot's, and one click of the link.
+        let batch = views(
+            "b-views-1",
+            &[(&id, false), (&id, false), (&id, true), (&link_id, false)],
+        );
+        assert!(
+            sling_control::ingest::ingest(&h.state, &batch)
+                .await
+                .unwrap()
+                .accepted
+        );
+        // Retried: counted once.
+        assert!(
+            !sling_control::ingest::ingest(&h.state, &batch)
+                .await
+                .unwrap()
+                .accepted
+        );
+
+        let got = ok(&h, "GET", &format!("/api/v1/galleries/{id}"), None).await;
+        assert_eq!(got["views"], 2, "{got}");
+        let stats = ok(&h, "GET", &format!("/api/v1/galleries/{id}/stats"), None).await;
+        assert_eq!(stats["totalClicks"], 2, "{stats}");
+        assert_eq!(stats["uniqueClicks"], 2, "{stats}");
+        assert_eq!(stats["byCountry"][0]["country"], "DE", "{stats}");
+        let with_bots = ok(
+            &h,
+            "GET",
+            &format!("/api/v1/galleries/{id}/stats?includeBots=true"),
+            None,
+        )
+        .await;
+        assert_eq!(with_bots["totalClicks"], 3);
+
+        // The team's stats and the link are about links only.
+        let team = ok(&h, "GET", "/api/v1/stats", None).await;
+        assert_eq!(team["totalClicks"], 1, "{team}");
+        assert_eq!(team["uniqueClicks"], 1, "{team}");
+        let l = ok(&h, "GET", &format!("/api/v1/links/{link_id}"), None).await;
+        assert_eq!(l["clicks"], 1);
+        let queued: Vec<String> = sqlx::query_scalar("SELECT payload FROM webhook_deliveries")
+            .fetch_all(&h.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert!(queued[0].contains(&link_id), "{queued:?}");
+
+        // Another team cannot read the views.
+        let (_, other) = h.team_key("other", &["*"]).await;
+        h.call(
+            "GET",
+            &format!("/api/v1/galleries/{id}/stats"),
+            Some(&other),
+            None,
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
+        h
+    })
+    .await;
+}

@@ -597,6 +597,14 @@ fn decide_proxy(
             sink.record(link_id, now_ms, peer.ip(), headers, req.uri().query());
         }
     }
+    // A GET of a bio page is a view, recorded like a click under the gallery's id (the control
+    // plane counts it for the gallery, never for a link); HEAD is not a view.
+    if let router::Decision::BioPage(page) = &decision
+        && req.method() == Method::GET
+        && let Some(sink) = &state.clicks
+    {
+        sink.record(page.id(), now_ms, peer.ip(), headers, req.uri().query());
+    }
     match decision {
         router::Decision::Unlock(locked) => Err(locked.into_owned()),
         decision => Ok(respond::respond_in(decision, lang)),

@@ -205,7 +205,7 @@ fn spooled_clicks(dir: &Path) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn serves_bio_pages_as_published_and_never_as_a_click() {
+async fn serves_bio_pages_as_published_and_records_each_get_as_a_view() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let html = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -320,7 +320,10 @@ async fn serves_bio_pages_as_published_and_never_as_a_click() {
         "{metrics}"
     );
     running.shutdown().await;
-    assert_eq!(spooled_clicks(&dir.path().join("click-spool")), ["l1"]);
+    // Each GET of the page is a view under the gallery's id; HEADs, 404s and 405s are not.
+    let mut spooled = spooled_clicks(&dir.path().join("click-spool"));
+    spooled.sort();
+    assert_eq!(spooled, ["gal_1", "gal_1", "gal_1", "gal_1", "l1"]);
 }
 
 #[tokio::test]

@@ -140,6 +140,14 @@ pub const BIO_PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; i
      frame-src https://www.youtube-nocookie.com https://player.vimeo.com; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
+/// Every gallery id starts with this (`gal_…`), and no link id does: a click event whose link
+/// id has it is a view of that gallery's page.
+pub const BIO_PAGE_ID_PREFIX: &str = "gal_";
+
+pub fn is_bio_page_id(id: &str) -> bool {
+    id.starts_with(BIO_PAGE_ID_PREFIX)
+}
+
 /// A published link-in-bio page (a gallery). The control plane renders the whole page when it is
 /// published, so the proxy serves these bytes as they are and never builds markup from user input.
 #[derive(

@@ -192,6 +192,29 @@ async fn a_published_gallery_renders_in_a_real_browser() {
     );
     browser.close().await;
 
+    // Every GET was a view, shipped by the proxy's click pipeline (headless chromium and a bare
+    // HTTP client count as bots, hence includeBots).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/galleries/{id}/stats?includeBots=true"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        if r.data()["totalClicks"].as_i64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page views never reached the gallery's stats: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // The page lives in the proxy's snapshot too: with the control plane gone, a restarted
     // proxy still serves it.
     sling_e2e::snapshot_reaches_proxy(&control, &proxy, "a snapshot with the page", |b| {

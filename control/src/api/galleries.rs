@@ -54,6 +54,8 @@ struct GalleryView {
     published_at: Option<String>,
     /// The draft changed since it was last published.
     has_unpublished_changes: bool,
+    /// Human views of the published page (`GET …/stats` has the details).
+    views: i64,
     item_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     items: Option<Vec<ItemView>>,
@@ -102,6 +104,7 @@ fn view(
         published: g.published_html.is_some(),
         published_at: g.published_at.map(rfc3339),
         has_unpublished_changes: g.published_at.is_some_and(|p| g.updated_at > p),
+        views: g.views,
         item_count,
         items: items.map(|items| items.into_iter().map(item_view).collect()),
         created_at: rfc3339(g.created_at),
@@ -437,6 +440,7 @@ pub async fn create(
         custom_css,
         published_html: None,
         published_at: None,
+        views: 0,
         created_at: now,
         updated_at: now,
     };
@@ -873,6 +877,7 @@ pub fn openapi_operation(op: super::Op) -> Value {
         "id": s, "domain": s, "handle": s, "url": {"type": "string", "description": "https://<domain>/@<handle>"},
         "title": s, "bio": ns, "avatarUrl": ns, "theme": {"enum": bio::THEMES}, "customCss": ns,
         "published": {"type": "boolean"}, "publishedAt": ns, "hasUnpublishedChanges": {"type": "boolean"},
+        "views": {"type": "integer", "description": "Human views of the published page"},
         "itemCount": {"type": "integer"}, "items": {"type": "array", "items": item},
         "createdAt": s, "updatedAt": s}});
     let item_input = |required: Value| {

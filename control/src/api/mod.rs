@@ -132,6 +132,7 @@ pub enum Op {
     UpdateGalleryItem,
     DeleteGalleryItem,
     OrderGalleryItems,
+    GalleryStats,
 }
 
 impl Op {
@@ -196,6 +197,7 @@ impl Op {
             Op::UpdateGalleryItem => on(m(Method::Patch), galleries::update_item),
             Op::DeleteGalleryItem => on(m(Method::Delete), galleries::delete_item),
             Op::OrderGalleryItems => on(m(Method::Put), galleries::order_items),
+            Op::GalleryStats => on(m(Method::Get), stats::gallery),
         }
     }
 }
@@ -643,6 +645,13 @@ pub const ROUTES: &[Route] = &[
         Op::OrderGalleryItems,
         Some("galleries:write"),
         "Reorder all of a gallery's items",
+    ),
+    route(
+        Method::Get,
+        "/api/v1/galleries/{id}/stats",
+        Op::GalleryStats,
+        Some("galleries:read"),
+        "Views of a gallery's page: totals, uniques, breakdowns and over time (bots left out by default)",
     ),
 ];
 

@@ -236,7 +236,7 @@ pub fn operation(op: Op) -> Value {
         Op::DisableLink => single("disabled"),
         Op::ArchiveLink => single("archived"),
         Op::UnarchiveLink => single("unarchived"),
-        Op::LinkStats => stats_operation(true),
+        Op::LinkStats | Op::GalleryStats => stats_operation(true),
         Op::TeamStats => stats_operation(false),
         Op::GetAccount
         | Op::UpdateAccount
@@ -311,7 +311,7 @@ fn stats_operation(link: bool) -> Value {
         "400": error_ref("INVALID_REQUEST: bad start, end, tz, interval, includeBots, format or top; end before start; too many buckets"),
     });
     if link {
-        responses["404"] = error_ref("NOT_FOUND: no such link in this team");
+        responses["404"] = error_ref("NOT_FOUND: no such link (or gallery) in this team");
     }
     json!({
         "tags": ["stats"],

@@ -568,6 +568,24 @@ pub async fn link(
     Ok(respond(view, csv, &format!("stats-{}.csv", link.id)))
 }
 
+/// `GET /api/v1/galleries/{id}/stats`: the views of a gallery's page, with the same figures a
+/// link's clicks have (the proxies record each view as a click under the gallery's id).
+pub async fn gallery(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StatsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let p = Params::parse(&q, Timestamp::now())?;
+    let g = crate::db::galleries::get(&state.db.pool, &caller.team_id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("gallery"))?;
+    let view = compute(&state, Scope::Link(&g.id), &p, None).await?;
+    let csv = wants_csv(&p, &q, &headers);
+    Ok(respond(view, csv, &format!("stats-{}.csv", g.id)))
+}
+
 /// `GET /api/v1/stats`
 pub async fn team(
     caller: Caller,

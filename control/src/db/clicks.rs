@@ -614,6 +614,22 @@ pub async fn ingest_group(
             teams.insert(row.try_get("id")?, row.try_get("team_id")?);
         }
     }
+    let pages: Vec<&str> = page_ids(&link_ids);
+    if !pages.is_empty() {
+        let mut id_rows = RowSet::new(ID_COLS, pages.len());
+        for id in &pages {
+            id_rows.push(&[Val::Text(id)]);
+        }
+        let (src, params) = id_rows.source(backend, 1, "j")?;
+        let sql = format!("SELECT id, team_id FROM galleries WHERE id IN (SELECT l FROM {src})");
+        let mut q = sqlx::query(&sql);
+        for p in params {
+            q = q.bind(p);
+        }
+        for row in q.fetch_all(&mut *w.tx).await? {
+            teams.insert(row.try_get("id")?, row.try_get("team_id")?);
+        }
+    }
     lap.mark("links");
 
     let agg = aggregate(batches, &fresh, &teams, &mut out);
@@ -689,6 +705,19 @@ pub async fn ingest_group(
                 "UPDATE links SET clicks = links.clicks + j.n FROM {src} WHERE links.id = j.l"
             );
             execute_with(&mut w.tx, &sql, params).await?;
+            let views: Vec<(&str, i64)> = page_views(&agg.humans);
+            if !views.is_empty() {
+                let mut rows = RowSet::new(COUNT_COLS, views.len());
+                for &(g, n) in &views {
+                    rows.push(&[Val::Text(g), Val::Int(n)]);
+                }
+                let (src, params) = rows.source(backend, 1, "j")?;
+                let sql = format!(
+                    "UPDATE galleries SET views = galleries.views + j.n FROM {src} \
+                     WHERE galleries.id = j.l"
+                );
+                execute_with(&mut w.tx, &sql, params).await?;
+            }
             // With the group's sums, a limit crossed anywhere inside the group is published
             // exactly once, in this transaction.
             let (src, params) = counts.source(backend, 1, "j")?;
@@ -714,13 +743,31 @@ const DELIVERY_COLS: &[(&str, &str)] = &[
     ("p", "text"),
 ];
 
-/// The human clicks among a group's events, as webhooks describe them.
+/// The ids among `ids` that are galleries' (page views), not links'.
+pub(super) fn page_ids<'a>(ids: &BTreeSet<&'a str>) -> Vec<&'a str> {
+    ids.iter()
+        .copied()
+        .filter(|id| sling_shared::link::is_bio_page_id(id))
+        .collect()
+}
+
+/// The human views per gallery among a group's human clicks per id.
+pub(super) fn page_views<'a>(humans: &[(&'a str, i64)]) -> Vec<(&'a str, i64)> {
+    humans
+        .iter()
+        .copied()
+        .filter(|(id, _)| sling_shared::link::is_bio_page_id(id))
+        .collect()
+}
+
+/// The human clicks of links among a group's events, as webhooks describe them (page views are
+/// no link's clicks).
 pub(super) fn click_facts<'a>(
     events: &'a [EventRow<'a>],
 ) -> impl Iterator<Item = super::webhooks::ClickFacts<'a>> {
     events
         .iter()
-        .filter(|e| !e.bot)
+        .filter(|e| !e.bot && !sling_shared::link::is_bio_page_id(e.link))
         .map(|e| super::webhooks::ClickFacts {
             link: e.link,
             team: e.team,

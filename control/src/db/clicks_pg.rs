@@ -17,7 +17,7 @@ use sqlx::{Connection, Row};
 
 use super::clicks::{
     Aggregate, EventRow, Ingested, Laps, NOT_STORED_WHOLE, Prepared, Sums, accept, aggregate,
-    candidates, click_facts, link_ids, part_number,
+    candidates, click_facts, link_ids, page_ids, page_views, part_number,
 };
 use super::{changes, links};
 
@@ -75,6 +75,16 @@ pub(super) async fn ingest_group(
         .await?
     {
         teams.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    let pages = page_ids(&link_ids.iter().copied().collect());
+    if !pages.is_empty() {
+        for row in sqlx::query("SELECT id, team_id FROM galleries WHERE id = ANY($1::text[])")
+            .bind(&pages)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            teams.insert(row.try_get(0)?, row.try_get(1)?);
+        }
     }
     lap.mark("links");
 
@@ -230,6 +240,18 @@ async fn count_clicks(
     .bind(&counts)
     .execute(&mut *conn)
     .await?;
+    let views = page_views(&agg.humans);
+    if !views.is_empty() {
+        let (g, n): (Vec<&str>, Vec<i64>) = views.into_iter().unzip();
+        sqlx::query(
+            "UPDATE galleries SET views = galleries.views + j.n \
+             FROM UNNEST($1::text[], $2::bigint[]) AS j(l, n) WHERE galleries.id = j.l",
+        )
+        .bind(&g)
+        .bind(&n)
+        .execute(&mut *conn)
+        .await?;
+    }
     let sql = format!(
         "{} JOIN UNNEST($1::text[], $2::bigint[]) AS j(l, n) ON l.id = j.l WHERE {}",
         links::SELECT,

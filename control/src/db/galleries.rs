@@ -24,6 +24,8 @@ pub struct GalleryRow {
     /// The page the proxies serve; `None` while unpublished.
     pub published_html: Option<String>,
     pub published_at: Option<i64>,
+    /// Human views of the published page, counted by click ingest.
+    pub views: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -70,7 +72,7 @@ pub struct ItemRow {
 
 const GALLERY_COLUMNS: &str = "g.id, g.team_id, g.domain_id, d.host, d.is_default, g.handle, \
      g.title, g.bio, g.avatar_url, g.theme, g.custom_css, g.published_html, g.published_at, \
-     g.created_at, g.updated_at";
+     g.views, g.created_at, g.updated_at";
 const FROM: &str = "galleries g JOIN domains d ON d.id = g.domain_id";
 const ITEM_COLUMNS: &str = "id, gallery_id, team_id, kind, title, url, image_url, active, \
      position, created_at, updated_at";
@@ -90,6 +92,7 @@ fn gallery_from_row(row: &AnyRow) -> sqlx::Result<GalleryRow> {
         custom_css: row.try_get("custom_css")?,
         published_html: row.try_get("published_html")?,
         published_at: row.try_get("published_at")?,
+        views: row.try_get("views")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

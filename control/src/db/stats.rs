@@ -10,8 +10,8 @@ use sqlx::Row;
 use super::Db;
 use super::clicks::{RowSet, Val};
 
-/// Whose clicks: one link, or every link of a team. The caller has already checked that the
-/// link belongs to the team.
+/// Whose clicks: one link (or a gallery's page views, by its id), or every link of a team. The
+/// caller has already checked that the link belongs to the team.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
     Link(&'a str),
@@ -19,10 +19,16 @@ pub enum Scope<'a> {
 }
 
 impl Scope<'_> {
-    fn column(&self) -> &'static str {
+    /// The column that selects the scope's rows; for a team, also leaving out its galleries'
+    /// page views (stored like clicks, under the gallery's id), which are no link's clicks.
+    fn column(&self, alias: &str) -> String {
+        use sling_shared::link::BIO_PAGE_ID_PREFIX as PAGE;
         match self {
-            Scope::Link(_) => "link_id",
-            Scope::Team(_) => "team_id",
+            Scope::Link(_) => format!("{alias}link_id"),
+            Scope::Team(_) => format!(
+                "substr({alias}link_id, 1, {}) <> '{PAGE}' AND {alias}team_id",
+                PAGE.len()
+            ),
         }
     }
     fn id(&self) -> &str {
@@ -43,7 +49,7 @@ pub async fn breakdown(
     let sql = format!(
         "SELECT dim, dim_value, CAST(SUM(clicks + bots * $1) AS BIGINT) FROM click_rollups \
          WHERE {} = $2 AND bucket_ms >= $3 AND bucket_ms < $4 GROUP BY dim, dim_value",
-        scope.column()
+        scope.column("")
     );
     sqlx::query(&sql)
         .bind(i64::from(include_bots))
@@ -69,7 +75,7 @@ pub async fn series(
         "SELECT bucket_ms, CAST(SUM(clicks + bots * $1) AS BIGINT) FROM click_rollups \
          WHERE {} = $2 AND dim = 'total' AND bucket_ms >= $3 AND bucket_ms < $4 \
          GROUP BY bucket_ms",
-        scope.column()
+        scope.column("")
     );
     sqlx::query(&sql)
         .bind(i64::from(include_bots))
@@ -94,7 +100,7 @@ pub async fn uniques(
     let sql = format!(
         "SELECT CAST(COUNT(DISTINCT visitor) AS BIGINT) FROM click_events \
          WHERE bot <= $1 AND {} = $2 AND at_ms >= $3 AND at_ms < $4",
-        scope.column()
+        scope.column("")
     );
     sqlx::query(&sql)
         .bind(i64::from(include_bots))
@@ -132,9 +138,9 @@ pub async fn uniques_per_bucket(
     let (team_or_link, bots) = (params.len() + 1, params.len() + 2);
     let sql = format!(
         "SELECT b.i, CAST(COUNT(DISTINCT ev.visitor) AS BIGINT) FROM {src} \
-         JOIN click_events ev ON ev.{col} = ${team_or_link} AND ev.at_ms >= b.lo \
+         JOIN click_events ev ON {col} = ${team_or_link} AND ev.at_ms >= b.lo \
          AND ev.at_ms < b.hi AND ev.bot <= ${bots} GROUP BY b.i",
-        col = scope.column()
+        col = scope.column("ev.")
     );
     let mut q = sqlx::query(&sql);
     for p in params {

@@ -588,7 +588,10 @@ fn decide_proxy(
         && redirect.count_click
         && let Some(link_id) = &redirect.link_id
     {
+        // A bot is served but spends none of the limit, which counts human clicks (as the
+        // control plane's count does).
         if let Some(limit) = redirect.click_limit
+            && !device().bot
             && !state.reserve_click(link_id, limit)
         {
             return Ok(respond::click_limit_reached(lang));
@@ -702,7 +705,11 @@ impl State {
             "desktop" => router::FormFactor::Desktop,
             _ => router::FormFactor::Unknown,
         };
-        let device = router::Device { platform, form };
+        let device = router::Device {
+            platform,
+            form,
+            bot: agent.bot,
+        };
         // Header values are the keys: a long one is answered but not kept.
         if ua.len() <= clicks::enrich::CACHE_KEY_MAX {
             if self.devices.len() >= clicks::enrich::UA_CACHE_MAX {

@@ -138,6 +138,9 @@ impl Locked<'_> {
 pub struct Device {
     pub platform: Platform,
     pub form: FormFactor,
+    /// Flagged by the click pipeline's bot list: matches no device target, and spends no click
+    /// of a link's limit (the control plane counts human clicks only).
+    pub bot: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

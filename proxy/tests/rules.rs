@@ -225,7 +225,11 @@ fn device(spec: &str) -> Device {
         "desktop" => (Platform::Other, FormFactor::Desktop),
         _ => (Platform::Other, FormFactor::Unknown),
     };
-    Device { platform, form }
+    Device {
+        platform,
+        form,
+        bot: false,
+    }
 }
 
 fn show(d: &Decision<'_>) -> String {
@@ -787,6 +791,21 @@ async fn rules_over_http_status_location_cookie_page() {
         )
         .await,
     );
+    // A crawler is served and spends none of it: the limit counts human clicks.
+    push(
+        "lim bot",
+        answer(
+            get("/lim", "")
+                .header(
+                    "user-agent",
+                    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                )
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
     for i in 1..=4 {
         push(
             &format!("lim {i}"),
@@ -876,6 +895,7 @@ async fn rules_over_http_status_location_cookie_page() {
         "expired url: 302 -> https://d.example/was",
         "410 limit published: 410 [Link unavailable]",
         "lim head: 302 -> https://d.example/lim",
+        "lim bot: 302 -> https://d.example/lim",
         "lim 1: 302 -> https://d.example/lim",
         "lim 2: 302 -> https://d.example/lim",
         "lim 3: 302 -> https://d.example/lim",

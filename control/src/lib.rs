@@ -89,13 +89,20 @@ async fn wait_for_database(
     }
 }
 
-/// Connects and migrates the database, bootstraps the default domain and (on an empty database)
-/// the admin key, and creates the premium domains.
+/// Connects and migrates the database: what [`wait_for_database`] retries while it is
+/// unreachable.
 async fn prepare_database(config: &Config) -> anyhow::Result<db::Db> {
-    use anyhow::Context;
     let db = db::Db::connect(&config.database_url).await?;
     db.migrate().await?;
-    if let Some(key) = db::teams::bootstrap(&db, &config.default_domain).await? {
+    Ok(db)
+}
+
+/// Bootstraps the default domain and (on an empty database) the admin key, and creates the
+/// premium domains. Runs after the start-up stand-in has stopped: a client that takes the
+/// written key as the sign that the API is up must reach the real API, never the stand-in.
+async fn bootstrap(config: &Config, db: &db::Db) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(key) = db::teams::bootstrap(db, &config.default_domain).await? {
         let path = config.data_dir.join("admin-key");
         secrets::write_private(&path, &key)?;
         println!(
@@ -103,10 +110,10 @@ async fn prepare_database(config: &Config) -> anyhow::Result<db::Db> {
             path.display()
         );
     }
-    db::domains::ensure_premium(&db, &config.domains.premium)
+    db::domains::ensure_premium(db, &config.domains.premium)
         .await
         .context("creating the premium domains")?;
-    Ok(db)
+    Ok(())
 }
 
 /// What the API answers while the database is unreachable at start: `/healthz` 200, `/readyz`
@@ -237,6 +244,21 @@ pub async fn run(
     let Some(db) = waited? else {
         return Ok(());
     };
+    // Connections that arrive meanwhile wait in the listener's backlog for the real API. A
+    // database lost again just now is waited for, as at start.
+    loop {
+        match bootstrap(&config, &db).await {
+            Ok(()) => break,
+            Err(error) if database_unreachable(&error) => {
+                tracing::warn!(error = %format!("{error:#}"), "the database went away during bootstrap; retrying");
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
     let listener = listener.context("the API listener")?;
     let state = AppState::new(db, config);
     let head = db::changes::head(&state.db)

@@ -149,16 +149,13 @@ impl StartingServer {
             .fallback(move |req: axum::extract::Request| {
                 let limiter = limiter.clone();
                 async move {
-                    let client = ratelimit::client_ip_of(req.extensions());
-                    let bucket = ratelimit::anonymous_bucket(&client, anonymous_per_minute);
-                    let decision = limiter.check(&[bucket]).await;
-                    let mut res = if decision.allowed {
-                        error::ApiError::Unavailable(sqlx::Error::PoolTimedOut).into_response()
-                    } else {
-                        decision.refusal()
-                    };
-                    decision.apply(res.headers_mut());
-                    res
+                    ratelimit::anonymous_answer(
+                        &limiter,
+                        &ratelimit::client_ip_of(req.extensions()),
+                        anonymous_per_minute,
+                        error::ApiError::Unavailable(sqlx::Error::PoolTimedOut).into_response(),
+                    )
+                    .await
                 }
             })
             .layer(axum::middleware::from_fn(api::request_id::middleware));

@@ -146,7 +146,7 @@ impl Decision {
     }
 
     /// The 429 RATE_LIMITED answer to a refused request (headers added by [`Decision::apply`]).
-    pub(crate) fn refusal(&self) -> Response {
+    fn refusal(&self) -> Response {
         ApiError::RateLimited {
             retry_after_secs: self.retry_after_secs(),
         }
@@ -443,6 +443,25 @@ pub(crate) fn client_ip_of(extensions: &axum::http::Extensions) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// `answer` (a failure the caller cannot be told more about) if the client IP's anonymous budget
+/// allows another request, else 429; with that budget's `X-RateLimit-*` either way. For requests
+/// whose team cannot be known because the database does not answer.
+pub async fn anonymous_answer(
+    limiter: &Limiter,
+    client: &str,
+    per_minute: u32,
+    answer: Response,
+) -> Response {
+    let decision = limiter.check(&[anonymous_bucket(client, per_minute)]).await;
+    let mut res = if decision.allowed {
+        answer
+    } else {
+        decision.refusal()
+    };
+    decision.apply(res.headers_mut());
+    res
+}
+
 /// Axum middleware on every `/api/…` route (see the module docs).
 pub async fn middleware(req: Request, next: Next) -> Response {
     let start = Instant::now();
@@ -460,18 +479,13 @@ pub async fn middleware(req: Request, next: Next) -> Response {
             // every response carries X-RateLimit-*, and a client hammering during an outage is
             // slowed like any anonymous caller.
             Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => {
-                let bucket = anonymous_bucket(
+                return anonymous_answer(
+                    &state.limiter,
                     &client_ip_of(&parts.extensions),
                     state.config.anonymous_per_minute,
-                );
-                let decision = state.limiter.check(&[bucket]).await;
-                let mut res = if decision.allowed {
-                    e.into_response()
-                } else {
-                    decision.refusal()
-                };
-                decision.apply(res.headers_mut());
-                return res;
+                    e.into_response(),
+                )
+                .await;
             }
             Err(_) => None,
         }

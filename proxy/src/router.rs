@@ -602,12 +602,9 @@ impl<'a> View<'a> {
     fn link(&self, domain: &Domain<'a>, host: &str, slug: &str) -> Option<LinkRef<'a>> {
         if !self.overlay.is_empty()
             && let Some(entry) = self.overlay.link(host, slug)
+            && self.overlay_current(domain, entry.seq)
         {
-            let current =
-                entry.seq > self.snapshot_seq && domain.cleared_at.is_none_or(|c| entry.seq > c);
-            if current {
-                return entry.link.map(LinkRef::Overlay);
-            }
+            return entry.link.map(LinkRef::Overlay);
         }
         domain
             .snapshot
@@ -615,17 +612,21 @@ impl<'a> View<'a> {
             .map(LinkRef::Archived)
     }
 
+    /// Whether an overlay entry written at `seq` supersedes the snapshot (and any deleted
+    /// incarnation of `domain`).
+    #[inline]
+    fn overlay_current(&self, domain: &Domain<'_>, seq: u64) -> bool {
+        seq > self.snapshot_seq && domain.cleared_at.is_none_or(|c| seq > c)
+    }
+
     /// The bio page at `handle` in `domain` (stored under `host`), overlay first: the same
     /// precedence as [`View::link`].
     fn bio_page(&self, domain: &Domain<'a>, host: &str, handle: &str) -> Option<BioPageRef<'a>> {
         if !self.overlay.is_empty()
             && let Some(entry) = self.overlay.bio_page(host, handle)
+            && self.overlay_current(domain, entry.seq)
         {
-            let current =
-                entry.seq > self.snapshot_seq && domain.cleared_at.is_none_or(|c| entry.seq > c);
-            if current {
-                return entry.page.map(BioPageRef::Overlay);
-            }
+            return entry.page.map(BioPageRef::Overlay);
         }
         domain
             .snapshot

@@ -30,7 +30,7 @@ use rkyv::util::AlignedVec;
 
 use crate::feed::ChangeOp;
 use crate::link::{
-    ArchivedBioPage, ArchivedDomainRecord, ArchivedLinkRecord, DomainRecord, LinkRecord,
+    ArchivedBioPage, ArchivedDomainRecord, ArchivedLinkRecord, BioPage, DomainRecord, LinkRecord,
 };
 
 pub const MAGIC: [u8; 8] = *b"SLINGSNP";
@@ -72,14 +72,23 @@ impl SnapshotBody {
 
     /// Adds a link, creating a bare domain record for `host` if it has none yet.
     pub fn insert_link(&mut self, host: &str, slug: impl Into<String>, link: LinkRecord) {
+        self.domain_entry(host).links.insert(slug.into(), link);
+    }
+
+    /// Adds a published bio page, creating a bare domain record for `host` if it has none yet.
+    pub fn insert_bio_page(&mut self, host: &str, handle: impl Into<String>, page: BioPage) {
+        self.domain_entry(host)
+            .bio_pages
+            .insert(handle.into(), page);
+    }
+
+    fn domain_entry(&mut self, host: &str) -> &mut DomainRecord {
         self.domains
             .entry(host.to_owned())
             .or_insert_with(|| DomainRecord {
                 host: host.to_owned(),
                 ..Default::default()
             })
-            .links
-            .insert(slug.into(), link);
     }
 
     pub fn link_count(&self) -> u64 {
@@ -100,14 +109,7 @@ impl SnapshotBody {
                 }
             }
             ChangeOp::UpsertBioPage { host, handle, page } => {
-                self.domains
-                    .entry(host.clone())
-                    .or_insert_with(|| DomainRecord {
-                        host: host.clone(),
-                        ..Default::default()
-                    })
-                    .bio_pages
-                    .insert(handle.clone(), (**page).clone());
+                self.insert_bio_page(host, handle.clone(), (**page).clone());
             }
             ChangeOp::DeleteBioPage { host, handle } => {
                 if let Some(d) = self.domains.get_mut(host) {

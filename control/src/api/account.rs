@@ -67,13 +67,8 @@ pub async fn update(
 /// The hand-written OpenAPI part of the account operations (issue 7), for `openapi::operation`.
 pub fn openapi_operation(op: super::Op) -> serde_json::Value {
     use super::Op;
+    use super::openapi::{error_ref as err, ok_json};
     use serde_json::json;
-    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let ok_json = |d: &str, schema: serde_json::Value| {
-        json!({"description": d, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["success", "data"],
-            "properties": {"success": {"const": true}, "data": schema}}}}})
-    };
     let s = json!({"type": "string"});
     let time = json!({"type": ["string", "null"], "format": "date-time"});
     let account = json!({"type": "object", "properties": {

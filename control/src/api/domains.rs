@@ -686,12 +686,7 @@ pub async fn recheck_loop(state: AppState, mut shutdown: tokio::sync::watch::Rec
 /// The hand-written OpenAPI part of the domain operations, for `openapi::operation`.
 pub fn openapi_operation(op: super::Op) -> serde_json::Value {
     use super::Op;
-    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let ok_json = |d: &str, schema: serde_json::Value| {
-        json!({"description": d, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["success", "data"],
-            "properties": {"success": {"const": true}, "data": schema}}}}})
-    };
+    use super::openapi::{error_ref as err, ok_json};
     let s = json!({"type": "string"});
     let opt_s = json!({"type": ["string", "null"]});
     let time = json!({"type": "string", "format": "date-time"});

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sling_shared::feed::ChangeOp;
 use sqlx::AnyConnection;
 
 use super::extract::{Json, Path, Query};
@@ -169,9 +170,25 @@ fn theme(raw: &str) -> ApiResult<String> {
     }
 }
 
+/// `bio`: free text with newlines; `None` (or blank) is none.
+fn bio(raw: Option<&str>) -> ApiResult<Option<String>> {
+    match raw {
+        Some(b) => validate::text(&["bio"], b, MAX_BIO_LEN, true),
+        None => Ok(None),
+    }
+}
+
+/// `avatarUrl`: an https URL, or none.
+fn avatar(raw: Option<&str>) -> ApiResult<Option<String>> {
+    raw.map(|u| image_url(&["avatarUrl"], u)).transpose()
+}
+
 /// Applied only with the `custom` theme. No `<` (it could close the page's `<style>`), no
 /// control characters other than newlines and tabs.
-fn custom_css(raw: &str) -> ApiResult<Option<String>> {
+fn custom_css(raw: Option<&str>) -> ApiResult<Option<String>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
     if raw.len() > MAX_CSS_LEN {
         return Err(ApiError::invalid_field(
             &["customCss"],
@@ -387,26 +404,18 @@ pub async fn create(
     let now = db::now_ms();
     let handle = handle(&body.handle)?;
     let title = title(&body.title)?;
-    let bio = match &body.bio {
-        Some(b) => validate::text(&["bio"], b, MAX_BIO_LEN, true)?,
-        None => None,
-    };
-    let avatar_url = match &body.avatar_url {
-        Some(u) => Some(image_url(&["avatarUrl"], u)?),
-        None => None,
-    };
+    let bio = bio(body.bio.as_deref())?;
+    let avatar_url = avatar(body.avatar_url.as_deref())?;
     let theme = theme(body.theme.as_deref().unwrap_or("default"))?;
-    let custom_css = match &body.custom_css {
-        Some(c) => custom_css(c)?,
-        None => None,
-    };
+    let custom_css = custom_css(body.custom_css.as_deref())?;
     if body.items.len() > MAX_ITEMS {
         return Err(ApiError::invalid_field(
             &["items"],
             format!("a gallery has at most {MAX_ITEMS} items"),
         ));
     }
-    let id = crate::ids::new_id("gal");
+    // The prefix tells ingest that a click event under this id is a view of the page.
+    let id = crate::ids::new_id(sling_shared::link::BIO_PAGE_ID_PREFIX.trim_end_matches('_'));
     let mut items = Vec::with_capacity(body.items.len());
     for (i, b) in body.items.into_iter().enumerate() {
         let index = i.to_string();
@@ -452,11 +461,7 @@ pub async fn create(
     for item in &items {
         galleries::insert_item(&mut w.tx, item).await?;
     }
-    let ops = if body.publish {
-        vec![row.edge_op()]
-    } else {
-        Vec::new()
-    };
+    let ops: Vec<ChangeOp> = body.publish.then(|| row.edge_op()).into_iter().collect();
     commit(&state, w, &ops, now).await?;
     tracing::info!(gallery_id = %row.id, handle = %row.handle, "gallery created");
     let count = items.len() as u64;
@@ -529,22 +534,19 @@ pub async fn update(
     let now = db::now_ms();
     let new_handle = body.handle.as_deref().map(handle).transpose()?;
     let new_title = body.title.as_deref().map(title).transpose()?;
-    let new_bio = match &body.bio {
-        Some(Some(b)) => Some(validate::text(&["bio"], b, MAX_BIO_LEN, true)?),
-        Some(None) => Some(None),
-        None => None,
-    };
-    let new_avatar = match &body.avatar_url {
-        Some(Some(u)) => Some(Some(image_url(&["avatarUrl"], u)?)),
-        Some(None) => Some(None),
-        None => None,
-    };
+    // Each `Some(None)` (JSON null) clears the field.
+    let new_bio = body.bio.as_ref().map(|b| bio(b.as_deref())).transpose()?;
+    let new_avatar = body
+        .avatar_url
+        .as_ref()
+        .map(|a| avatar(a.as_deref()))
+        .transpose()?;
     let new_theme = body.theme.as_deref().map(theme).transpose()?;
-    let new_css = match &body.custom_css {
-        Some(Some(c)) => Some(custom_css(c)?),
-        Some(None) => Some(None),
-        None => None,
-    };
+    let new_css = body
+        .custom_css
+        .as_ref()
+        .map(|c| custom_css(c.as_deref()))
+        .transpose()?;
     let new_domain = match &body.domain {
         Some(host) => Some(domain(&state, &caller, host.as_deref()).await?),
         None => None,
@@ -604,11 +606,12 @@ pub async fn delete(
     let row = galleries::delete(&mut w.tx, &caller.team_id, &id)
         .await?
         .ok_or(ApiError::NotFound("gallery"))?;
-    let ops = if row.published_html.is_some() {
-        vec![row.delete_op()]
-    } else {
-        Vec::new()
-    };
+    let ops: Vec<ChangeOp> = row
+        .published_html
+        .is_some()
+        .then(|| row.delete_op())
+        .into_iter()
+        .collect();
     commit(&state, w, &ops, now).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -650,11 +653,7 @@ pub async fn unpublish(
     if !galleries::update(&mut w.tx, &row).await? {
         return Err(ApiError::NotFound("gallery"));
     }
-    let ops = if was_published {
-        vec![row.delete_op()]
-    } else {
-        Vec::new()
-    };
+    let ops: Vec<ChangeOp> = was_published.then(|| row.delete_op()).into_iter().collect();
     commit(&state, w, &ops, now).await?;
     Ok(ok(full_view(&state, &caller, row).await?).into_response())
 }
@@ -860,12 +859,7 @@ pub async fn order_items(
 /// The OpenAPI operations of this module.
 pub fn openapi_operation(op: super::Op) -> Value {
     use super::Op;
-    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let ok_json = |d: &str, schema: Value| {
-        json!({"description": d, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["success", "data"],
-            "properties": {"success": {"const": true}, "data": schema}}}}})
-    };
+    use super::openapi::{error_ref as err, ok_json};
     let s = json!({"type": "string"});
     let ns = json!({"type": ["string", "null"]});
     let item = json!({"type": "object", "properties": {

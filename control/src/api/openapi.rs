@@ -83,7 +83,8 @@ pub fn document() -> Value {
     })
 }
 
-fn error_ref(description: &str) -> Value {
+/// An error response of the envelope, for the modules' own operation descriptions.
+pub(super) fn error_ref(description: &str) -> Value {
     json!({
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -98,7 +99,8 @@ fn data_of(schema: Value) -> Value {
     })
 }
 
-fn ok_json(description: &str, schema: Value) -> Value {
+/// A success response whose `data` is `schema`.
+pub(super) fn ok_json(description: &str, schema: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": data_of(schema)}}})
 }
 

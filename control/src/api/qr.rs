@@ -701,12 +701,7 @@ pub async fn download(
 /// The OpenAPI operations of this module.
 pub fn openapi_operation(op: super::Op) -> Value {
     use super::Op;
-    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let ok_json = |d: &str, schema: Value| {
-        json!({"description": d, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["success", "data"],
-            "properties": {"success": {"const": true}, "data": schema}}}}})
-    };
+    use super::openapi::{error_ref as err, ok_json};
     let images = json!({"image/svg+xml": {"schema": {"type": "string"}}, "image/png": {"schema": {"type": "string", "format": "binary"}}});
     let style = json!({
         "size": {"type": "integer", "minimum": qr::MIN_SIZE, "maximum": qr::MAX_SIZE, "default": qr::DEFAULT_SIZE},

@@ -331,12 +331,7 @@ pub async fn deliveries(
 /// The OpenAPI operations of this module.
 pub fn openapi_operation(op: super::Op) -> Value {
     use super::Op;
-    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let ok_json = |d: &str, schema: Value| {
-        json!({"description": d, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["success", "data"],
-            "properties": {"success": {"const": true}, "data": schema}}}}})
-    };
+    use super::openapi::{error_ref as err, ok_json};
     let s = json!({"type": "string"});
     let mut known: Vec<&str> = vec!["*"];
     known.extend(EVENTS);

@@ -614,7 +614,7 @@ pub async fn ingest_group(
             teams.insert(row.try_get("id")?, row.try_get("team_id")?);
         }
     }
-    let pages: Vec<&str> = page_ids(&link_ids);
+    let pages: Vec<&str> = page_ids(link_ids.iter().copied());
     if !pages.is_empty() {
         let mut id_rows = RowSet::new(ID_COLS, pages.len());
         for id in &pages {
@@ -744,9 +744,8 @@ const DELIVERY_COLS: &[(&str, &str)] = &[
 ];
 
 /// The ids among `ids` that are galleries' (page views), not links'.
-pub(super) fn page_ids<'a>(ids: &BTreeSet<&'a str>) -> Vec<&'a str> {
-    ids.iter()
-        .copied()
+pub(super) fn page_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    ids.into_iter()
         .filter(|id| sling_shared::link::is_bio_page_id(id))
         .collect()
 }

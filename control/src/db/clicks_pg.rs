@@ -76,7 +76,7 @@ pub(super) async fn ingest_group(
     {
         teams.insert(row.try_get(0)?, row.try_get(1)?);
     }
-    let pages = page_ids(&link_ids.iter().copied().collect());
+    let pages = page_ids(link_ids.iter().copied());
     if !pages.is_empty() {
         for row in sqlx::query("SELECT id, team_id FROM galleries WHERE id = ANY($1::text[])")
             .bind(&pages)

@@ -69,11 +69,7 @@ pub async fn load_body(db: &Db, default_host: &str) -> anyhow::Result<SnapshotBo
     drop(rows);
 
     for (host, handle, page) in super::galleries::published(db).await? {
-        body.apply(&sling_shared::feed::ChangeOp::UpsertBioPage {
-            host,
-            handle,
-            page: Box::new(page),
-        });
+        body.insert_bio_page(&host, handle, page);
     }
     Ok(body)
 }
